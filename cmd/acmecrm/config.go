@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/acmecrm/acmecrm/internal/kafka"
+)
+
+// envVar documents one configuration variable. The table below is the single
+// source of truth: parsing reads defaults from it and a test checks that
+// .env.example lists every variable with the same default.
+type envVar struct {
+	Name    string
+	Default string
+	Doc     string
+}
+
+// defaultJWTSecret is accepted only in development (SPEC §5).
+const defaultJWTSecret = "dev-only-insecure-jwt-secret-change-me"
+
+var envVars = []envVar{
+	{"APP_ENV", "production", "development | test | production. Development relaxes the JWT_SECRET check; `acmecrm dev` sets it."},
+	{"PORT", "3000", "HTTP listen port."},
+	{"HTTP_ADDR", "", "Full listen address (host:port); overrides PORT when set."},
+	{"LOG_LEVEL", "info", "debug | info | warn | error."},
+	{"LOG_FORMAT", "json", "json | text."},
+	{"DATABASE_URL", "", "PostgreSQL URL; when empty it is built from the POSTGRES_* variables."},
+	{"POSTGRES_HOST", "localhost", "PostgreSQL host (when DATABASE_URL is empty)."},
+	{"POSTGRES_PORT", "5432", "PostgreSQL port."},
+	{"POSTGRES_USER", "postgres", "PostgreSQL user."},
+	{"POSTGRES_PASSWORD", "", "PostgreSQL password."},
+	{"POSTGRES_DB", "acmecrm", "PostgreSQL database."},
+	{"POSTGRES_SSL", "false", "true to require TLS to PostgreSQL (sslmode=require)."},
+	{"POSTGRES_MAX_CONNECTIONS", "20", "Connection pool size."},
+	{"REDIS_URL", "", "Redis URL (redis:// or rediss://); when empty it is built from REDIS_HOST/PORT/PASSWORD."},
+	{"REDIS_HOST", "localhost", "Redis host (when REDIS_URL is empty)."},
+	{"REDIS_PORT", "6379", "Redis port."},
+	{"REDIS_PASSWORD", "", "Redis password."},
+	{"KAFKA_BROKERS", "localhost:9092", "Comma-separated Kafka seed brokers."},
+	{"KAFKA_CLIENT_ID", "acmecrm-integration", "Kafka client id."},
+	{"KAFKA_TLS", "false", "true to connect to Kafka over TLS."},
+	{"KAFKA_SASL_MECHANISM", "", "Empty, plain, scram-sha-256 or scram-sha-512."},
+	{"KAFKA_SASL_USERNAME", "", "SASL user name."},
+	{"KAFKA_SASL_PASSWORD", "", "SASL password."},
+	{"KAFKA_PARTITIONS", "6", "Partitions of the topics created at start-up."},
+	{"JWT_SECRET", defaultJWTSecret, "HS256 signing secret, at least 32 bytes outside development."},
+	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h)."},
+	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
+	{"REQUEST_TIMEOUT", "30s", "Deadline of each HTTP request (504 after it)."},
+	{"SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown waits for in-flight work."},
+}
+
+// minJWTSecretBytes is the shortest secret accepted outside development:
+// HS256's key should be at least as long as its 256-bit output.
+const minJWTSecretBytes = 32
+
+// config is the parsed, validated configuration.
+type config struct {
+	Env             string
+	Addr            string
+	LogLevel        slog.Level
+	LogFormat       string
+	DatabaseURL     string
+	PostgresMaxConn int
+	RedisURL        string
+	Kafka           kafka.Config
+	KafkaPartitions int
+	JWTSecret       string
+	JWTExpiration   time.Duration
+	MaxBodyBytes    int64
+	RequestTimeout  time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// configError lists every problem found, one per line.
+type configError []string
+
+func (e configError) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e, "\n  ")
+}
+
+// envReader reads variables with their defaults and collects problems
+// instead of stopping at the first.
+type envReader struct {
+	getenv   func(string) string
+	problems configError
+}
+
+func (r *envReader) str(name string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	for _, v := range envVars {
+		if v.Name == name {
+			return v.Default
+		}
+	}
+	panic("config: undocumented variable " + name) // a programming error, caught by tests
+}
+
+func (r *envReader) fail(name, format string, args ...any) {
+	r.problems = append(r.problems, name+": "+fmt.Sprintf(format, args...))
+}
+
+func (r *envReader) oneOf(name string, allowed ...string) string {
+	v := strings.ToLower(r.str(name))
+	if !slices.Contains(allowed, v) {
+		r.fail(name, "%q is not one of %s", v, strings.Join(allowed, ", "))
+	}
+	return v
+}
+
+func (r *envReader) intRange(name string, min, max int) int {
+	s := r.str(name)
+	n, err := strconv.Atoi(s)
+	if err != nil || n < min || n > max {
+		r.fail(name, "%q is not a whole number between %d and %d", s, min, max)
+	}
+	return n
+}
+
+func (r *envReader) boolean(name string) bool {
+	s := r.str(name)
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		r.fail(name, "%q is not true or false", s)
+	}
+	return b
+}
+
+// duration accepts a Go duration ("1h", "300ms") or whole seconds ("3600").
+func (r *envReader) duration(name string) time.Duration {
+	s := r.str(name)
+	if n, err := strconv.Atoi(s); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		r.fail(name, "%q is not a positive duration (3600 or 1h)", s)
+	}
+	return d
+}
+
+func (r *envReader) url(name string, schemes ...string) string {
+	s := r.str(name)
+	u, err := url.Parse(s)
+	if err != nil || !slices.Contains(schemes, u.Scheme) || u.Host == "" {
+		// Never echo the value: URLs carry passwords.
+		r.fail(name, "not a valid %s URL", strings.Join(schemes, "/"))
+	}
+	return s
+}
+
+// loadConfig reads and validates the whole configuration. It returns every
+// problem at once as a configError.
+func loadConfig(getenv func(string) string) (config, error) {
+	r := &envReader{getenv: getenv}
+	var c config
+	c.Env = r.oneOf("APP_ENV", "development", "test", "production")
+	c.Addr = r.str("HTTP_ADDR")
+	if c.Addr == "" {
+		c.Addr = ":" + strconv.Itoa(r.intRange("PORT", 0, 65535))
+	}
+	switch lvl := r.oneOf("LOG_LEVEL", "debug", "info", "warn", "error"); lvl {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	}
+	c.LogFormat = r.oneOf("LOG_FORMAT", "json", "text")
+
+	c.DatabaseURL, c.PostgresMaxConn = r.database()
+
+	if r.getenv("REDIS_URL") != "" {
+		c.RedisURL = r.url("REDIS_URL", "redis", "rediss")
+	} else {
+		u := url.URL{Scheme: "redis", Host: r.str("REDIS_HOST") + ":" + strconv.Itoa(r.intRange("REDIS_PORT", 1, 65535)), Path: "/0"}
+		if pw := r.getenv("REDIS_PASSWORD"); pw != "" {
+			u.User = url.UserPassword("", pw)
+		}
+		c.RedisURL = u.String()
+	}
+
+	for _, b := range strings.Split(r.str("KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b == "" {
+			continue
+		}
+		if host, port, err := net.SplitHostPort(b); err != nil || host == "" || port == "" {
+			r.fail("KAFKA_BROKERS", "%q is not host:port", b)
+			continue
+		}
+		c.Kafka.Brokers = append(c.Kafka.Brokers, b)
+	}
+	if len(c.Kafka.Brokers) == 0 {
+		r.fail("KAFKA_BROKERS", "no broker given")
+	}
+	c.Kafka.ClientID = r.str("KAFKA_CLIENT_ID")
+	c.Kafka.TLS = r.boolean("KAFKA_TLS")
+	if m := r.getenv("KAFKA_SASL_MECHANISM"); m != "" {
+		c.Kafka.SASLMechanism = r.oneOf("KAFKA_SASL_MECHANISM", kafka.SASLMechanisms...)
+		c.Kafka.SASLUsername = r.str("KAFKA_SASL_USERNAME")
+		c.Kafka.SASLPassword = r.str("KAFKA_SASL_PASSWORD")
+		if c.Kafka.SASLUsername == "" {
+			r.fail("KAFKA_SASL_USERNAME", "required when KAFKA_SASL_MECHANISM is set")
+		}
+	}
+	c.KafkaPartitions = r.intRange("KAFKA_PARTITIONS", 1, 1000)
+
+	c.JWTSecret = r.str("JWT_SECRET")
+	if c.Env != "development" {
+		switch {
+		case c.JWTSecret == defaultJWTSecret:
+			r.fail("JWT_SECRET", "the built-in development secret cannot be used when APP_ENV=%s; set a random secret of at least %d bytes", c.Env, minJWTSecretBytes)
+		case len(c.JWTSecret) < minJWTSecretBytes:
+			r.fail("JWT_SECRET", "must be at least %d bytes when APP_ENV=%s (got %d)", minJWTSecretBytes, c.Env, len(c.JWTSecret))
+		}
+	}
+	c.JWTExpiration = r.duration("JWT_EXPIRATION")
+	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))
+	c.RequestTimeout = r.duration("REQUEST_TIMEOUT")
+	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT")
+
+	if len(r.problems) > 0 {
+		return config{}, r.problems
+	}
+	return c, nil
+}
+
+
+// database reads DATABASE_URL, or builds it from the POSTGRES_* variables.
+func (r *envReader) database() (dbURL string, maxConns int) {
+	if r.getenv("DATABASE_URL") != "" {
+		dbURL = r.url("DATABASE_URL", "postgres", "postgresql")
+	} else {
+		u := url.URL{
+			Scheme: "postgres",
+			User:   url.UserPassword(r.str("POSTGRES_USER"), r.str("POSTGRES_PASSWORD")),
+			Host:   r.str("POSTGRES_HOST") + ":" + strconv.Itoa(r.intRange("POSTGRES_PORT", 1, 65535)),
+			Path:   "/" + r.str("POSTGRES_DB"),
+		}
+		if r.getenv("POSTGRES_PASSWORD") == "" {
+			u.User = url.User(r.str("POSTGRES_USER"))
+		}
+		mode := "disable"
+		if r.boolean("POSTGRES_SSL") {
+			mode = "require"
+		}
+		u.RawQuery = "sslmode=" + mode
+		dbURL = u.String()
+	}
+	return dbURL, r.intRange("POSTGRES_MAX_CONNECTIONS", 1, 1000)
+}
+
+// loadDatabaseConfig reads only what database commands (migrate) need, so
+// they run where the service's other settings are absent.
+func loadDatabaseConfig(getenv func(string) string) (dbURL string, err error) {
+	r := &envReader{getenv: getenv}
+	dbURL, _ = r.database()
+	if len(r.problems) > 0 {
+		return "", r.problems
+	}
+	return dbURL, nil
+}

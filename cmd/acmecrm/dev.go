@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/acmecrm/acmecrm/internal/devstack"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+const devUsage = `Usage: acmecrm dev [--data DIR]
+
+The local run. Starts PostgreSQL and Redis from this machine's binaries and
+an embedded Kafka-protocol broker (franz-go's kfake), keeps their data under
+DIR so a restart keeps contacts and unconsumed events, applies migrations and
+serves on :3000 (PORT overrides). Ctrl-C stops everything.
+
+Any of DATABASE_URL (or POSTGRES_HOST), REDIS_URL (or REDIS_HOST) and
+KAFKA_BROKERS that is set is used instead of the local server.
+
+Flags:
+`
+
+func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", devUsage, stderr)
+	dataDir := fs.String("data", ".acmecrm", "folder for the local servers' data")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("dev: unexpected argument %q", fs.Arg(0))}
+	}
+	dir, err := filepath.Abs(*dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	// Development defaults; anything the user set still wins.
+	vars := map[string]string{"APP_ENV": "development", "LOG_FORMAT": "text"}
+	getenv = overlay(getenv, vars)
+	opts := devstack.Options{
+		Dir:             dir,
+		Durable:         true,
+		Postgres:        getenv("DATABASE_URL") == "" && getenv("POSTGRES_HOST") == "",
+		Redis:           getenv("REDIS_URL") == "" && getenv("REDIS_HOST") == "",
+		Kafka:           getenv("KAFKA_BROKERS") == "",
+		PostgresPort:    5433,
+		RedisPort:       6380,
+		KafkaPort:       9092,
+		KafkaPartitions: 6,
+	}
+	if p, err := strconv.Atoi(getenv("KAFKA_PARTITIONS")); err == nil && p > 0 {
+		opts.KafkaPartitions = p
+	}
+	logFile, err := os.OpenFile(filepath.Join(dir, "servers.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	opts.Log = logFile
+
+	fmt.Fprintf(stdout, "acmecrm dev: starting local servers (data in %s, their logs in %s)\n", dir, logFile.Name())
+	stack, err := devstack.Start(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("start local servers: %w", err)
+	}
+	defer func() {
+		fmt.Fprintln(stdout, "acmecrm dev: stopping local servers")
+		if err := stack.Stop(); err != nil {
+			fmt.Fprintln(stderr, "acmecrm dev:", err)
+		}
+	}()
+	if stack.Postgres != nil {
+		if err := stack.Postgres.EnsureDatabase(ctx, "acmecrm"); err != nil {
+			return fmt.Errorf("create database: %w", err)
+		}
+		vars["DATABASE_URL"] = stack.Postgres.URL("acmecrm")
+	}
+	if stack.Redis != nil {
+		vars["REDIS_URL"] = stack.Redis.URL()
+	}
+	if stack.Kafka != nil {
+		vars["KAFKA_BROKERS"] = strings.Join(stack.Kafka.Brokers(), ",")
+	}
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	n, err := postgres.Migrate(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return err
+	}
+	base := "http://localhost" + cfg.Addr
+	if !strings.HasPrefix(cfg.Addr, ":") {
+		base = "http://" + cfg.Addr
+	}
+	fmt.Fprintf(stdout, `acmecrm dev: applied %d migration(s)
+  API        %s/api
+  health     %s/health   ready: %s/readyz
+  postgres   %s
+  redis      %s
+  kafka      %s
+Press Ctrl-C to stop.
+`, n, base, base, base, redactURL(cfg.DatabaseURL), redactURL(cfg.RedisURL), strings.Join(cfg.Kafka.Brokers, ","))
+	return serve(ctx, cfg, allRoles, newLogger(cfg, stdout))
+}
+
+// lockDir takes an exclusive lock on dir so that two local runs never share
+// (and corrupt) the same data.
+func lockDir(dir string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s is in use by another `acmecrm dev` (stop it first, or pass --data)", dir)
+	}
+	return func() { f.Close() }, nil
+}
+
+// redactURL hides the password of a URL for display.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,188 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/acmecrm/acmecrm/internal/httpapi"
+	"github.com/acmecrm/acmecrm/internal/kafka"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+const serveUsage = `Usage: acmecrm serve [--roles api,relay,consumer,simulator]
+
+Runs the service. All roles run in one process by default; give a subset to
+scale them separately. Configuration comes from the environment.
+
+Flags:
+`
+
+// allRoles are the parts of the service one process can run.
+var allRoles = []string{"api", "relay", "consumer", "simulator"}
+
+func cmdServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("serve", serveUsage, stderr)
+	rolesFlag := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("serve: unexpected argument %q", fs.Arg(0))}
+	}
+	roles, err := parseRoles(*rolesFlag)
+	if err != nil {
+		return err
+	}
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stdout)
+	return serve(ctx, cfg, roles, logger)
+}
+
+func parseRoles(s string) ([]string, error) {
+	var roles []string
+	for _, r := range strings.Split(s, ",") {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		if !slices.Contains(allRoles, r) {
+			return nil, usageError{fmt.Sprintf("serve: unknown role %q (roles: %s)", r, strings.Join(allRoles, ", "))}
+		}
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	if len(roles) == 0 {
+		return nil, usageError{"serve: no role given"}
+	}
+	return roles, nil
+}
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// deps are the connections every role shares.
+type deps struct {
+	pool  *pgxpool.Pool
+	redis *redis.Client
+	kafka *kgo.Client
+}
+
+// connect opens PostgreSQL, Redis and Kafka clients and checks each answers,
+// so a misconfigured deployment fails at start-up, loudly.
+func connect(ctx context.Context, cfg config) (*deps, error) {
+	d := &deps{}
+	var err error
+	if d.pool, err = postgres.Open(ctx, cfg.DatabaseURL, cfg.PostgresMaxConn); err != nil {
+		return nil, err
+	}
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("parse redis url: %w", err)
+	}
+	d.redis = redis.NewClient(ropts)
+	if err := d.redis.Ping(ctx).Err(); err != nil {
+		d.close()
+		return nil, fmt.Errorf("connect to redis %s: %w", ropts.Addr, err)
+	}
+	if d.kafka, err = kafka.NewClient(cfg.Kafka); err != nil {
+		d.close()
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := kafka.Ping(pctx, d.kafka); err != nil {
+		d.close()
+		return nil, fmt.Errorf("connect to kafka %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)
+	}
+	return d, nil
+}
+
+func (d *deps) close() {
+	if d.kafka != nil {
+		d.kafka.Close()
+	}
+	if d.redis != nil {
+		_ = d.redis.Close()
+	}
+	if d.pool != nil {
+		d.pool.Close()
+	}
+}
+
+// serve runs the given roles until ctx is cancelled, then shuts down
+// gracefully: stop accepting, finish in-flight requests, close clients.
+func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger) error {
+	d, err := connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	handler := httpapi.NewServer(httpapi.Options{
+		Logger:         logger,
+		Version:        version,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		RequestTimeout: cfg.RequestTimeout,
+		Checks: []httpapi.Check{
+			{Name: "postgres", Check: d.pool.Ping},
+			{Name: "redis", Check: func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }},
+			{Name: "kafka", Check: func(ctx context.Context) error { return kafka.Ping(ctx, d.kafka) }},
+		},
+	})
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       cfg.RequestTimeout,
+		WriteTimeout:      cfg.RequestTimeout + 5*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	logger.Info("serving", "addr", ln.Addr().String(), "roles", strings.Join(roles, ","), "version", version, "env", cfg.Env)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -1,0 +1,53 @@
+// Package httpapi is the service's HTTP face: the server, every route (in
+// routes.go), the middleware, the handlers, and the one table that turns
+// error kinds into HTTP status codes and the SPEC §8 error envelope. It is
+// the only package that knows about status codes.
+package httpapi
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Check is a readiness probe of one dependency.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// Options are the server's settings and dependencies.
+type Options struct {
+	Logger *slog.Logger
+	// Version is reported by /health.
+	Version string
+	// MaxBodyBytes caps every request body (413 above it).
+	MaxBodyBytes int64
+	// RequestTimeout bounds each request's context (504 when exceeded).
+	RequestTimeout time.Duration
+	// Checks are run by /readyz.
+	Checks []Check
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewServer returns the service's root handler: every route of routes.go
+// behind the middleware chain.
+func NewServer(opts Options) http.Handler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	mux := http.NewServeMux()
+	addRoutes(mux, opts)
+	var h http.Handler = recordRoute(mux)
+	h = limitBody(h, opts.MaxBodyBytes, opts.Now)
+	h = withTimeout(h, opts.RequestTimeout)
+	h = recoverPanics(h, opts.Logger, opts.Now)
+	h = logAccess(h, opts.Logger)
+	h = withRequestID(h)
+	return h
+}
