@@ -235,7 +235,6 @@ func loadConfig(getenv func(string) string) (config, error) {
 	return c, nil
 }
 
-
 // database reads DATABASE_URL, or builds it from the POSTGRES_* variables.
 func (r *envReader) database() (dbURL string, maxConns int) {
 	if r.getenv("DATABASE_URL") != "" {

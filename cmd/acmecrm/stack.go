@@ -40,7 +40,7 @@ func cmdStack(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	dir := *dataDir
 	if dir == "" {
-		tmp, err := os.MkdirTemp("", "acmecrm-stack-")
+		tmp, err := devstack.TempDir("acmecrm-stack-")
 		if err != nil {
 			return err
 		}

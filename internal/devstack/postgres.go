@@ -70,6 +70,9 @@ func StartPostgres(ctx context.Context, opts PostgresOptions) (*Postgres, error)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
 	}
+	if err := checkReachable(dir, cred); err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
 	if err := chownTree(dir, cred); err != nil {
 		return nil, fmt.Errorf("postgres: give data dir to the postgres user: %w", err)
 	}

@@ -188,3 +188,38 @@ func waitFor(p *process, timeout time.Duration, ready func() error) error {
 	}
 	return fmt.Errorf("%s not ready after %s: %w", p.name, timeout, last)
 }
+
+// checkReachable tells, before initdb fails obscurely, whether cred's user
+// can reach dir: every ancestor must be searchable by it.
+func checkReachable(dir string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	for d := filepath.Dir(dir); ; d = filepath.Dir(d) {
+		st, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		sys, _ := st.Sys().(*syscall.Stat_t)
+		mode := st.Mode().Perm()
+		ok := mode&0o001 != 0 ||
+			(sys != nil && sys.Uid == cred.Uid && mode&0o100 != 0) ||
+			(sys != nil && sys.Gid == cred.Gid && mode&0o010 != 0)
+		if !ok {
+			return fmt.Errorf("the postgres user cannot reach %s because %s is not searchable by it; run `chmod o+x %s` or keep the data elsewhere", dir, d, d)
+		}
+		if d == filepath.Dir(d) {
+			return nil
+		}
+	}
+}
+
+// TempDir makes a temporary folder that the server users can reach (unlike
+// os.MkdirTemp's 0700), for throw-away stacks.
+func TempDir(pattern string) (string, error) {
+	dir, err := os.MkdirTemp("", pattern)
+	if err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o711)
+}

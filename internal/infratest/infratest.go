@@ -44,7 +44,7 @@ func main(m *testing.M) int {
 	defer cancel()
 	adminURL, redisURL = os.Getenv("TEST_POSTGRES_URL"), os.Getenv("TEST_REDIS_URL")
 	if adminURL == "" || redisURL == "" {
-		dir, err := os.MkdirTemp("", "acmecrm-test-")
+		dir, err := devstack.TempDir("acmecrm-test-")
 		if err != nil {
 			return fail(err)
 		}
@@ -145,6 +145,18 @@ func randomName(prefix string) string {
 // test's own, dropped when the test ends.
 func DatabaseURL(t testing.TB) string {
 	t.Helper()
+	return cloneDatabase(t, template)
+}
+
+// EmptyDatabaseURL returns the URL of a fresh database without any
+// migration applied, dropped when the test ends.
+func EmptyDatabaseURL(t testing.TB) string {
+	t.Helper()
+	return cloneDatabase(t, "template0")
+}
+
+func cloneDatabase(t testing.TB, from string) string {
+	t.Helper()
 	if template == "" {
 		t.Fatal("infratest: call infratest.Main from TestMain")
 	}
@@ -155,7 +167,7 @@ func DatabaseURL(t testing.TB) string {
 		t.Fatalf("connect to test postgres: %v", err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+template); err != nil {
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+from); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	t.Cleanup(func() {

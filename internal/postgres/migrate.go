@@ -26,7 +26,7 @@ type MigrationStatus struct {
 func provider(pool *pgxpool.Pool) (*goose.Provider, *sql.DB, error) {
 	sub := MigrationFiles()
 	db := stdlib.OpenDBFromPool(pool)
-	locker, err := lock.NewPostgresSessionLocker()
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 	if err != nil {
 		db.Close()
 		return nil, nil, err

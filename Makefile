@@ -1,0 +1,39 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO       ?= go
+BIN      := bin/acmecrm
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build run test test-short lint fmt deps clean
+
+all: build
+
+## deps: install PostgreSQL and Redis from the OS packages if missing
+deps:
+	@scripts/deps.sh
+
+## build: compile the one binary to bin/acmecrm
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/acmecrm
+
+## run: the local run — everything embedded/local, nothing to configure
+run: deps build
+	./$(BIN) dev
+
+## test: the whole suite with the race detector, against real PostgreSQL,
+## Redis (one server each for the run) and kfake
+test: deps build
+	./$(BIN) stack -- $(GO) test -race -count=1 -timeout 20m ./...
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// validEnv is a production configuration that passes every check.
+func validEnv() map[string]string {
+	return map[string]string{
+		"JWT_SECRET":    strings.Repeat("s", 32),
+		"DATABASE_URL":  "postgres://u:p@db:5432/acmecrm",
+		"REDIS_URL":     "redis://cache:6379/0",
+		"KAFKA_BROKERS": "k1:9092,k2:9092",
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	c, err := loadConfig(env(map[string]string{"APP_ENV": "development"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Addr != ":3000" || c.JWTExpiration != time.Hour || c.MaxBodyBytes != 1<<20 || c.KafkaPartitions != 6 {
+		t.Errorf("defaults: %+v", c)
+	}
+	if c.DatabaseURL != "postgres://postgres@localhost:5432/acmecrm?sslmode=disable" {
+		t.Errorf("DatabaseURL = %q", c.DatabaseURL)
+	}
+	if c.RedisURL != "redis://localhost:6379/0" {
+		t.Errorf("RedisURL = %q", c.RedisURL)
+	}
+}
+
+func TestConfigFromParts(t *testing.T) {
+	t.Parallel()
+	e := validEnv()
+	delete(e, "DATABASE_URL")
+	delete(e, "REDIS_URL")
+	for k, v := range map[string]string{
+		"POSTGRES_HOST": "db.internal", "POSTGRES_PORT": "6543", "POSTGRES_USER": "svc", "POSTGRES_PASSWORD": "p@ss/word",
+		"POSTGRES_DB": "crm", "POSTGRES_SSL": "true", "REDIS_HOST": "r.internal", "REDIS_PORT": "6390", "REDIS_PASSWORD": "rpw",
+		"JWT_EXPIRATION": "3600", "PORT": "8080",
+	} {
+		e[k] = v
+	}
+	c, err := loadConfig(env(e))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.DatabaseURL != "postgres://svc:p%40ss%2Fword@db.internal:6543/crm?sslmode=require" {
+		t.Errorf("DatabaseURL = %q", c.DatabaseURL)
+	}
+	if c.RedisURL != "redis://:rpw@r.internal:6390/0" {
+		t.Errorf("RedisURL = %q", c.RedisURL)
+	}
+	if c.JWTExpiration != time.Hour || c.Addr != ":8080" {
+		t.Errorf("JWTExpiration = %s, Addr = %s", c.JWTExpiration, c.Addr)
+	}
+	if len(c.Kafka.Brokers) != 2 {
+		t.Errorf("brokers = %v", c.Kafka.Brokers)
+	}
+}
+
+// Every problem is reported at once, one line each, and passwords in bad
+// URLs are never echoed.
+func TestConfigReportsEveryProblem(t *testing.T) {
+	t.Parallel()
+	_, err := loadConfig(env(map[string]string{
+		"APP_ENV":                  "staging",
+		"PORT":                     "70000",
+		"DATABASE_URL":             "mysql://root:topsecret@db/x",
+		"KAFKA_BROKERS":            "no-port",
+		"KAFKA_SASL_MECHANISM":     "kerberos",
+		"JWT_EXPIRATION":           "forever",
+		"LOG_LEVEL":                "chatty",
+		"POSTGRES_MAX_CONNECTIONS": "0",
+	}))
+	var ce configError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want configError", err)
+	}
+	for _, name := range []string{"APP_ENV", "PORT", "DATABASE_URL", "KAFKA_BROKERS", "KAFKA_SASL_MECHANISM", "JWT_EXPIRATION", "LOG_LEVEL", "POSTGRES_MAX_CONNECTIONS", "JWT_SECRET"} {
+		found := false
+		for _, line := range ce {
+			if strings.HasPrefix(line, name+": ") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no problem reported for %s in:\n%v", name, err)
+		}
+	}
+	if strings.Contains(err.Error(), "topsecret") {
+		t.Errorf("password echoed: %v", err)
+	}
+	if got := strings.Count(err.Error(), "\n"); got != len(ce) {
+		t.Errorf("want one line per problem, got %d lines for %d problems", got, len(ce))
+	}
+}
+
+func TestJWTSecretRules(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		appEnv, secret string
+		ok             bool
+	}{
+		{"development", "", true}, // the built-in default is fine for the local run
+		{"production", "", false}, // …and refused everywhere else
+		{"test", "", false},
+		{"production", defaultJWTSecret, false},
+		{"production", "short", false},
+		{"production", strings.Repeat("x", 31), false},
+		{"production", strings.Repeat("x", 32), true},
+	}
+	for _, c := range cases {
+		e := validEnv()
+		e["APP_ENV"], e["JWT_SECRET"] = c.appEnv, c.secret
+		_, err := loadConfig(env(e))
+		if (err == nil) != c.ok {
+			t.Errorf("APP_ENV=%s JWT_SECRET=%q: err = %v, want ok=%v", c.appEnv, c.secret, err, c.ok)
+		}
+	}
+}
+
+func TestDatabaseOnlyConfigIgnoresOtherSettings(t *testing.T) {
+	t.Parallel()
+	// migrate must work where the service's secrets are not available.
+	u, err := loadDatabaseConfig(env(map[string]string{"DATABASE_URL": "postgres://x@db/acmecrm", "JWT_SECRET": "short"}))
+	if err != nil || u != "postgres://x@db/acmecrm" {
+		t.Fatalf("loadDatabaseConfig = %q, %v", u, err)
+	}
+}
+
+// .env.example documents every variable with the default the code uses,
+// and nothing the code does not read.
+func TestEnvExampleMatchesConfig(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("../../.env.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	documented := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		line = strings.TrimPrefix(line, "# ")
+		name, value, ok := strings.Cut(line, "=")
+		if !ok || name == "" || strings.ContainsAny(name, " #") || strings.ToUpper(name) != name {
+			continue
+		}
+		documented[name] = value
+	}
+	for _, v := range envVars {
+		got, ok := documented[v.Name]
+		if !ok {
+			t.Errorf(".env.example lacks %s", v.Name)
+			continue
+		}
+		if got != v.Default {
+			t.Errorf(".env.example: %s=%q, code default %q", v.Name, got, v.Default)
+		}
+		delete(documented, v.Name)
+	}
+	for name := range documented {
+		t.Errorf(".env.example documents %s, which the code does not read", name)
+	}
+}

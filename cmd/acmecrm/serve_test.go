@@ -1,0 +1,224 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acmecrm/acmecrm/internal/devstack"
+	"github.com/acmecrm/acmecrm/internal/infratest"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// service is `acmecrm <args>` running in the test, with its base URL.
+type service struct {
+	base string
+	stop func() error
+	out  *syncBuffer
+}
+
+// startService runs the CLI with the given environment until the test ends
+// (or stop is called), and waits for /readyz to answer 200.
+func startService(t *testing.T, vars map[string]string, args ...string) *service {
+	t.Helper()
+	addr := vars["HTTP_ADDR"]
+	if addr == "" {
+		addr = freeAddr(t)
+		vars["HTTP_ADDR"] = addr
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	errc := make(chan error, 1)
+	go func() { errc <- run(ctx, args, env(vars), out, out) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-errc:
+			case <-time.After(60 * time.Second):
+				runErr = fmt.Errorf("service did not stop within 60s")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	s := &service{base: "http://" + addr, stop: stop, out: out}
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		select {
+		case err := <-errc:
+			t.Fatalf("service exited during start-up: %v\n%s", err, out.String())
+		default:
+		}
+		if resp, err := http.Get(s.base + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("service not ready after 90s:\n%s", out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// testEnv is the environment of a service on the test's own database,
+// Redis prefix and broker.
+func testEnv(t *testing.T) map[string]string {
+	redisURL, _ := infratest.Redis(t)
+	k := infratest.Kafka(t)
+	return map[string]string{
+		"APP_ENV":       "test",
+		"JWT_SECRET":    strings.Repeat("k", 32),
+		"DATABASE_URL":  infratest.DatabaseURL(t),
+		"REDIS_URL":     redisURL,
+		"KAFKA_BROKERS": strings.Join(k.Brokers(), ","),
+		"LOG_LEVEL":     "warn",
+	}
+}
+
+func get(t *testing.T, url string) (int, http.Header, map[string]any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("GET %s: not JSON: %s", url, b)
+	}
+	return resp.StatusCode, resp.Header, m
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	t.Parallel()
+	s := startService(t, testEnv(t), "serve")
+
+	code, hdr, body := get(t, s.base+"/readyz")
+	checks, _ := body["checks"].(map[string]any)
+	if code != 200 || checks["postgres"] != "ok" || checks["redis"] != "ok" || checks["kafka"] != "ok" {
+		t.Fatalf("readyz: %d %v", code, body)
+	}
+	if hdr.Get("X-Request-ID") == "" {
+		t.Error("no X-Request-ID")
+	}
+	code, _, body = get(t, s.base+"/health")
+	if code != 200 || body["status"] != "ok" {
+		t.Errorf("health: %d %v", code, body)
+	}
+	code, _, body = get(t, s.base+"/api/nothing-here")
+	if e, _ := body["error"].(map[string]any); code != 404 || e["type"] != "NOT_FOUND" {
+		t.Errorf("unknown route: %d %v", code, body)
+	}
+	resp, err := http.Post(s.base+"/health", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST /health: %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+
+	// Graceful shutdown: run returns nil and the port is released.
+	if err := s.stop(); err != nil {
+		t.Fatalf("shutdown: %v\n%s", err, s.out.String())
+	}
+	if _, err := http.Get(s.base + "/healthz"); err == nil {
+		t.Error("still serving after shutdown")
+	}
+}
+
+func TestServeFailsLoudlyWhenADependencyIsMissing(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	vars["REDIS_URL"] = "redis://" + freeAddr(t) + "/0" // nothing listens there
+	var out bytes.Buffer
+	err := run(context.Background(), []string{"serve"}, env(vars), &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "redis") {
+		t.Fatalf("err = %v, want a redis connection error", err)
+	}
+}
+
+// /readyz turns 503 when PostgreSQL goes away, and names it.
+func TestReadinessTurns503WhenPostgresStops(t *testing.T) {
+	t.Parallel()
+	dir, err := devstack.TempDir("acmecrm-ready-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	pg, err := devstack.StartPostgres(context.Background(), devstack.PostgresOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	vars := testEnv(t)
+	vars["DATABASE_URL"] = pg.URL("postgres")
+	s := startService(t, vars, "serve")
+
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, hdr, body := get(t, s.base+"/readyz")
+		if code == 503 {
+			e, _ := body["error"].(map[string]any)
+			details, _ := e["details"].(map[string]any)
+			checks, _ := details["checks"].(map[string]any)
+			if checks["postgres"] != "unavailable" || checks["redis"] != "ok" || hdr.Get("Retry-After") == "" {
+				t.Fatalf("503 body = %v", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz still %d 30s after PostgreSQL stopped", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Liveness is about the process, not its dependencies.
+	if code, _, _ := get(t, s.base+"/healthz"); code != 200 {
+		t.Errorf("healthz = %d while postgres is down", code)
+	}
+}
