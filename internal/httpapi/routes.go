@@ -1,13 +1,43 @@
 package httpapi
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/acmecrm/acmecrm/internal/auth"
+)
 
 // addRoutes is the service's whole URL space, in one place.
 func addRoutes(mux *http.ServeMux, opts Options) {
 	started := opts.Now()
-	mux.Handle("GET /health", handleHealth(opts.Version, started, opts.Now))
+	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, logger: opts.Logger, now: opts.Now}
+	user := func(h http.Handler) http.Handler { return g.authenticated("", h) }
+	public := func(h http.Handler) http.Handler { return g.limitByIP(opts.Limits.Public, h) }
+
+	// Probes are not rate limited: orchestrators must always reach them.
 	mux.Handle("GET /healthz", handleLiveness())
 	mux.Handle("GET /readyz", handleReadiness(opts.Checks, opts.Logger, opts.Now))
+	mux.Handle("GET /health", public(handleHealth(opts.Version, started, opts.Now)))
+
+	// Authentication (SPEC §5).
+	mux.Handle("POST /api/auth/login", g.limitByIP(opts.Limits.Login, handleLogin(opts.Store, opts.Auth, opts.Logger, opts.Now)))
+	mux.Handle("POST /api/auth/refresh", user(handleRefresh(opts.Store, opts.Auth, opts.Logger, opts.Now)))
+	mux.Handle("POST /api/auth/logout", user(handleLogout(opts.Auth, opts.Logger, opts.Now)))
+	mux.Handle("POST /api/auth/logout-all", user(handleLogoutAll(opts.Auth, opts.Logger, opts.Now)))
+
+	// Contacts (SPEC §6).
+	c := &contactsAPI{store: opts.Store, logger: opts.Logger, now: opts.Now}
+	mux.Handle("GET /api/contacts", user(c.list()))
+	mux.Handle("POST /api/contacts", user(c.create()))
+	mux.Handle("POST /api/contacts/acme", user(c.upsertAcme()))
+	mux.Handle("GET /api/contacts/source/{source}/{sourceId}", user(c.getBySource()))
+	mux.Handle("GET /api/contacts/{id}", user(c.get()))
+	mux.Handle("PUT /api/contacts/{id}", user(c.replace()))
+	mux.Handle("PATCH /api/contacts/{id}", user(c.patch()))
+	mux.Handle("DELETE /api/contacts/{id}", user(c.delete()))
+
+	// Administration (admin role).
+	admin := func(h http.Handler) http.Handler { return g.authenticated(auth.RoleAdmin, h) }
+	mux.Handle("GET /api/admin/users", admin(handleListUsers(opts.Store, opts.Logger, opts.Now)))
 
 	// Everything else: 404, or 405 with Allow when the path exists under
 	// another method.

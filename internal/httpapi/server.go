@@ -9,6 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/acmecrm/acmecrm/internal/auth"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/ratelimit"
 )
 
 // Check is a readiness probe of one dependency.
@@ -30,6 +34,13 @@ type Options struct {
 	Checks []Check
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// Store, Auth and Limiter serve the API routes; Limits are its rate
+	// limits.
+	Store   *postgres.Store
+	Auth    *auth.Service
+	Limiter *ratelimit.Limiter
+	Limits  Limits
 }
 
 // NewServer returns the service's root handler: every route of routes.go

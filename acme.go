@@ -1,0 +1,148 @@
+package acmecrm
+
+import (
+	"strings"
+)
+
+// AcmeContact is a contact in AcmeCRM's own format: the `data` of a webhook
+// and the body of POST /api/contacts/acme (SPEC §3, §6).
+type AcmeContact struct {
+	ContactID     string         `json:"contact_id"`
+	FirstName     string         `json:"acme_first_name,omitempty"`
+	LastName      string         `json:"acme_last_name,omitempty"`
+	Email         string         `json:"acme_email,omitempty"`
+	Phone         string         `json:"acme_phone,omitempty"`
+	Company       string         `json:"acme_company,omitempty"`
+	Title         string         `json:"acme_title,omitempty"`
+	Address       string         `json:"acme_address,omitempty"`
+	Notes         string         `json:"acme_notes,omitempty"`
+	Status        string         `json:"acme_status,omitempty"`
+	Tags          []string       `json:"acme_tags,omitempty"`
+	CustomFields  map[string]any `json:"acme_custom_fields,omitempty"`
+	CreatedAt     string         `json:"acme_created_at,omitempty"`
+	UpdatedAt     string         `json:"acme_updated_at,omitempty"`
+	ChangedFields []string       `json:"changed_fields,omitempty"`
+}
+
+// FromAcme maps an AcmeCRM contact to the internal editable fields
+// (SPEC §6). An absent optional field means empty; the status is lower-cased
+// and defaults to active. The result is normalised but not validated.
+func FromAcme(a AcmeContact) ContactFields {
+	f := ContactFields{
+		FirstName:    a.FirstName,
+		LastName:     a.LastName,
+		Email:        a.Email,
+		Phone:        a.Phone,
+		Company:      a.Company,
+		Title:        a.Title,
+		Address:      ParseAddress(a.Address),
+		Notes:        a.Notes,
+		Status:       strings.ToLower(strings.TrimSpace(a.Status)),
+		Tags:         append([]string(nil), a.Tags...),
+		CustomFields: copyMap(a.CustomFields),
+	}
+	f.Normalize()
+	return f
+}
+
+// ToAcme maps internal fields back to AcmeCRM's format (for the simulator).
+// FromAcme(ToAcme(f)) == f for every normalised, valid f whose address
+// parts have no commas or repeated spaces, whose state has no digit in its
+// last word and whose zip code has no space (see ParseAddress).
+func ToAcme(contactID string, f ContactFields) AcmeContact {
+	status := f.Status
+	if status != "" {
+		status = strings.ToUpper(status[:1]) + status[1:]
+	}
+	return AcmeContact{
+		ContactID:    contactID,
+		FirstName:    f.FirstName,
+		LastName:     f.LastName,
+		Email:        f.Email,
+		Phone:        f.Phone,
+		Company:      f.Company,
+		Title:        f.Title,
+		Address:      FormatAddress(f.Address),
+		Notes:        f.Notes,
+		Status:       status,
+		Tags:         append([]string(nil), f.Tags...),
+		CustomFields: copyMap(f.CustomFields),
+	}
+}
+
+func copyMap(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// ParseAddress splits AcmeCRM's one-line address "street, city, STATE ZIP,
+// country" into parts. Missing parts are empty; whitespace is collapsed.
+// Positions count, so ", Springfield" has an empty street. It is forgiving,
+// because the CRM's users type addresses by hand:
+//
+//   - 4+ comma-separated parts: the last three are city, "STATE ZIP" and
+//     country; everything before them is the street ("Apt 4, 1 Main St");
+//   - 3 parts: street, city, "STATE ZIP" (no country);
+//   - 2 parts: street, city;
+//   - 1 part: street.
+//
+// "STATE ZIP" splits at the last space when the last word contains a digit
+// ("IL 62701", "NY 10001-1234", "62701"); otherwise it is all state
+// ("Bavaria", "New York").
+func ParseAddress(s string) Address {
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		parts[i] = strings.Join(strings.Fields(p), " ")
+	}
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	var a Address
+	switch n := len(parts); {
+	case n == 0:
+	case n == 1:
+		a.Street = parts[0]
+	case n == 2:
+		a.Street, a.City = parts[0], parts[1]
+	case n == 3:
+		a.Street, a.City = parts[0], parts[1]
+		a.State, a.ZipCode = splitStateZip(parts[2])
+	default:
+		a.Street = strings.Join(parts[:n-3], ", ")
+		a.City = parts[n-3]
+		a.State, a.ZipCode = splitStateZip(parts[n-2])
+		a.Country = parts[n-1]
+	}
+	return a
+}
+
+func splitStateZip(s string) (state, zip string) {
+	i := strings.LastIndexByte(s, ' ')
+	last := s[i+1:]
+	if strings.ContainsAny(last, "0123456789") {
+		if i < 0 {
+			return "", last
+		}
+		return s[:i], last
+	}
+	return s, ""
+}
+
+// FormatAddress is the inverse of ParseAddress: "street, city, STATE ZIP,
+// country", leaving out empty parts at the end so that it parses back the
+// same.
+func FormatAddress(a Address) string {
+	stateZip := strings.TrimSpace(a.State + " " + a.ZipCode)
+	parts := []string{a.Street, a.City, stateZip, a.Country}
+	// Trailing empty parts are dropped; inner ones stay, as positions.
+	for len(parts) > 0 && parts[len(parts)-1] == "" {
+		parts = parts[:len(parts)-1]
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,202 @@
+// Package auth issues and verifies the API's JWTs and keeps the registry of
+// live tokens in Redis (SPEC §5). A token is accepted only when its HS256
+// signature and claims verify AND Redis says its id (jti) is live and the
+// user has not logged out everywhere since it was issued. When Redis cannot
+// answer, authentication fails closed.
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/acmecrm/acmecrm"
+)
+
+// Roles.
+const (
+	RoleAdmin = "admin"
+	RoleUser  = "user"
+)
+
+// ValidRole reports whether r is a known role.
+func ValidRole(r string) bool { return r == RoleAdmin || r == RoleUser }
+
+// Config configures token issuing and checking.
+type Config struct {
+	Secret   []byte
+	Issuer   string
+	Audience string
+	TTL      time.Duration
+	// KeyPrefix namespaces every Redis key (tests use one per test).
+	KeyPrefix string
+	Now       func() time.Time
+}
+
+// Identity is who a verified token speaks for.
+type Identity struct {
+	UserID    string
+	Role      string
+	TokenID   string
+	IssuedAt  time.Time
+	ExpiresAt time.Time
+}
+
+// claims are the token's claims; all of exp iat iss aud sub jti role are
+// required.
+type claims struct {
+	jwt.RegisteredClaims
+	Role string `json:"role"`
+}
+
+// Service issues, verifies and revokes tokens.
+type Service struct {
+	cfg    Config
+	rdb    *redis.Client
+	parser *jwt.Parser
+}
+
+// New returns a Service on rdb.
+func New(cfg Config, rdb *redis.Client) *Service {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Service{
+		cfg: cfg,
+		rdb: rdb,
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), // pinned: no none, HS512, RS256…
+			jwt.WithIssuer(cfg.Issuer),
+			jwt.WithAudience(cfg.Audience),
+			jwt.WithExpirationRequired(),
+			jwt.WithIssuedAt(),
+			jwt.WithTimeFunc(cfg.Now),
+			jwt.WithLeeway(5*time.Second),
+		),
+	}
+}
+
+func (s *Service) tokenKey(jti string) string { return s.cfg.KeyPrefix + "auth:token:" + jti }
+func (s *Service) userTokensKey(id string) string {
+	return s.cfg.KeyPrefix + "auth:user:" + id + ":tokens"
+}
+func (s *Service) validAfterKey(id string) string {
+	return s.cfg.KeyPrefix + "auth:user:" + id + ":valid-after"
+}
+func unavailable(err error) error {
+	return &acmecrm.Error{Kind: acmecrm.KindUnavailable, Code: "SERVICE_UNAVAILABLE", Message: "authentication is unavailable", Err: err}
+}
+
+func invalidToken(msg string) error {
+	return acmecrm.Errorf(acmecrm.KindUnauthorized, "INVALID_TOKEN", "%s", msg)
+}
+
+// Issue signs a new token for the user and registers it as live.
+func (s *Service) Issue(ctx context.Context, userID, role string) (string, Identity, error) {
+	now := s.cfg.Now()
+	id := Identity{UserID: userID, Role: role, TokenID: uuid.NewString(), IssuedAt: now, ExpiresAt: now.Add(s.cfg.TTL)}
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer:    s.cfg.Issuer,
+			Subject:   userID,
+			Audience:  jwt.ClaimStrings{s.cfg.Audience},
+			ExpiresAt: jwt.NewNumericDate(id.ExpiresAt),
+			IssuedAt:  jwt.NewNumericDate(now),
+			ID:        id.TokenID,
+		},
+		Role: role,
+	})
+	signed, err := tok.SignedString(s.cfg.Secret)
+	if err != nil {
+		return "", Identity{}, fmt.Errorf("sign token: %w", err)
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.Set(ctx, s.tokenKey(id.TokenID), userID, s.cfg.TTL)
+	pipe.SAdd(ctx, s.userTokensKey(userID), id.TokenID)
+	pipe.Expire(ctx, s.userTokensKey(userID), s.cfg.TTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", Identity{}, unavailable(err)
+	}
+	return signed, id, nil
+}
+
+// Parse verifies the signature and claims of token without asking Redis.
+func (s *Service) Parse(token string) (Identity, error) {
+	var c claims
+	_, err := s.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.cfg.Secret, nil })
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return Identity{}, acmecrm.Errorf(acmecrm.KindUnauthorized, "TOKEN_EXPIRED", "the token has expired")
+	case err != nil:
+		return Identity{}, invalidToken("the token is invalid")
+	case c.Subject == "" || c.ID == "" || c.IssuedAt == nil || !ValidRole(c.Role):
+		return Identity{}, invalidToken("the token lacks required claims")
+	}
+	return Identity{UserID: c.Subject, Role: c.Role, TokenID: c.ID, IssuedAt: c.IssuedAt.Time, ExpiresAt: c.ExpiresAt.Time}, nil
+}
+
+// Authenticate verifies token and checks in Redis that it is live. also,
+// if not nil, may queue more commands (the rate limiter's) in the same
+// pipeline, so that authentication and rate limiting cost one round trip.
+func (s *Service) Authenticate(ctx context.Context, token string, also func(redis.Pipeliner, Identity)) (Identity, error) {
+	id, err := s.Parse(token)
+	if err != nil {
+		return Identity{}, err
+	}
+	pipe := s.rdb.Pipeline()
+	live := pipe.Exists(ctx, s.tokenKey(id.TokenID))
+	after := pipe.Get(ctx, s.validAfterKey(id.UserID))
+	if also != nil {
+		also(pipe, id)
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	n, err := live.Result()
+	if err != nil {
+		return Identity{}, unavailable(err)
+	}
+	va, err := after.Int64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return Identity{}, unavailable(err)
+	}
+	if n == 0 || (va != 0 && id.IssuedAt.Unix() < va) {
+		return Identity{}, acmecrm.Errorf(acmecrm.KindUnauthorized, "TOKEN_REVOKED", "the token has been revoked")
+	}
+	return id, nil
+}
+
+// Revoke ends one token.
+func (s *Service) Revoke(ctx context.Context, id Identity) error {
+	pipe := s.rdb.TxPipeline()
+	pipe.Del(ctx, s.tokenKey(id.TokenID))
+	pipe.SRem(ctx, s.userTokensKey(id.UserID), id.TokenID)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// RevokeAll ends every token of the user: the live ones are deleted, and
+// tokens issued before this second are refused from now on.
+func (s *Service) RevokeAll(ctx context.Context, userID string) error {
+	jtis, err := s.rdb.SMembers(ctx, s.userTokensKey(userID)).Result()
+	if err != nil {
+		return unavailable(err)
+	}
+	pipe := s.rdb.TxPipeline()
+	for _, j := range jtis {
+		pipe.Del(ctx, s.tokenKey(j))
+	}
+	pipe.Del(ctx, s.userTokensKey(userID))
+	// Kept as long as any token issued before it could still be unexpired.
+	pipe.Set(ctx, s.validAfterKey(userID), strconv.FormatInt(s.cfg.Now().Unix(), 10), s.cfg.TTL+time.Minute)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}

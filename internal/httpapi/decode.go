@@ -1,0 +1,99 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/acmecrm/acmecrm"
+)
+
+// isJSON accepts application/json and any application/*+json type.
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
+}
+
+// readJSONBody checks the content type and reads the whole body (bounded by
+// the body-limit middleware).
+func readJSONBody(r *http.Request) ([]byte, error) {
+	if !isJSON(r.Header.Get("Content-Type")) {
+		return nil, acmecrm.Errorf(acmecrm.KindUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "the body must be JSON (Content-Type: application/json)")
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, err // *http.MaxBytesError → 413
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil, acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is empty")
+	}
+	return b, nil
+}
+
+// decode reads a JSON body into v strictly: JSON content type (else 415),
+// well-formed (else MALFORMED_JSON), one value, no unknown fields, right
+// types (else INVALID_INPUT naming the field).
+func decode(r *http.Request, v any) error {
+	b, err := readJSONBody(r)
+	if err != nil {
+		return err
+	}
+	return unmarshalStrict(b, v)
+}
+
+// unmarshalStrict is decode's parsing half.
+func unmarshalStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("unexpected data after the JSON value")
+		return acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "malformed JSON: %v", err)
+	}
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &syntax), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
+		return acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "malformed JSON: %v", err)
+	case errors.As(err, &typ):
+		var p acmecrm.Problems
+		field := typ.Field
+		if field == "" {
+			field = "(body)"
+		}
+		p.Add(field, "must be %s", jsonType(typ.Type.Kind().String()))
+		return p.Err("the body has a field of the wrong type")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		var p acmecrm.Problems
+		p.Add(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
+		return p.Err("the body has an unknown field")
+	default:
+		return acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "malformed JSON: %v", err)
+	}
+}
+
+func jsonType(goKind string) string {
+	switch goKind {
+	case "string":
+		return "a string"
+	case "int", "int64", "int32", "float64":
+		return "a number"
+	case "bool":
+		return "a boolean"
+	case "slice":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return "of another type"
+}

@@ -1,0 +1,200 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/acmecrm/acmecrm/internal/auth"
+	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/ratelimit"
+)
+
+func TestMain(m *testing.M) { infratest.Main(m) }
+
+// bundle is one test's running API on its own database and Redis prefix.
+type bundle struct {
+	t      *testing.T
+	srv    *httptest.Server
+	store  *postgres.Store
+	rdb    *redis.Client
+	auth   *auth.Service
+	prefix string
+	admin  string // an admin's token
+	user   string // a user's token
+}
+
+type setupOpts struct {
+	redisURL string // default: the run's shared Redis
+	limits   *Limits
+	checks   []Check
+	ttl      time.Duration
+}
+
+var generousLimits = Limits{
+	API:    ratelimit.Policy{Name: "api", Limit: 100000, Period: time.Minute},
+	Login:  ratelimit.Policy{Name: "login", Limit: 100000, Period: time.Minute},
+	Public: ratelimit.Policy{Name: "public", Limit: 100000, Period: time.Minute},
+}
+
+// Test users' passwords.
+const (
+	adminPassword = "admin-password-1"
+	userPassword  = "user-password-1"
+)
+
+func setup(t *testing.T, so ...setupOpts) *bundle {
+	t.Helper()
+	var o setupOpts
+	if len(so) > 0 {
+		o = so[0]
+	}
+	limits := generousLimits
+	if o.limits != nil {
+		limits = *o.limits
+	}
+	if o.ttl == 0 {
+		o.ttl = time.Hour
+	}
+	pool := infratest.Pool(t)
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	redisURL, prefix := infratest.Redis(t)
+	if o.redisURL != "" {
+		redisURL = o.redisURL
+	}
+	ropts, err := redis.ParseURL(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ropts.MaxRetries = -1 // a stopped Redis must fail fast in tests
+	rdb := redis.NewClient(ropts)
+	t.Cleanup(func() { rdb.Close() })
+	a := auth.New(auth.Config{Secret: []byte(strings.Repeat("s", 32)), Issuer: "acmecrm", Audience: "acmecrm-api", TTL: o.ttl, KeyPrefix: prefix}, rdb)
+	lim := ratelimit.New(rdb, prefix, nil)
+	srv := httptest.NewServer(NewServer(Options{
+		Logger: slog.New(slog.DiscardHandler), Version: "test", MaxBodyBytes: 64 << 10, RequestTimeout: 10 * time.Second,
+		Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
+	}))
+	t.Cleanup(srv.Close)
+	b := &bundle{t: t, srv: srv, store: store, rdb: rdb, auth: a, prefix: prefix}
+	b.addUser("admin@acmecrm.com", adminPassword, auth.RoleAdmin)
+	b.addUser("user@acmecrm.com", userPassword, auth.RoleUser)
+	b.admin = b.login("admin@acmecrm.com", adminPassword)
+	b.user = b.login("user@acmecrm.com", userPassword)
+	return b
+}
+
+func (b *bundle) addUser(name, password, role string) {
+	b.t.Helper()
+	h, err := auth.HashPassword(password)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if _, err := b.store.CreateUser(context.Background(), name, h, role); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
+func (b *bundle) login(name, password string) string {
+	b.t.Helper()
+	resp := b.call("POST", "/api/auth/login", "", map[string]string{"username": name, "password": password})
+	if resp.status != 200 {
+		b.t.Fatalf("login %s: %d %s", name, resp.status, resp.body)
+	}
+	return resp.json["token"].(string)
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	json   map[string]any
+}
+
+// errCode is the envelope's code, or "".
+func (r response) errCode() string {
+	e, _ := r.json["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (r response) data() map[string]any {
+	d, _ := r.json["data"].(map[string]any)
+	return d
+}
+
+// call sends a request with a bearer token (if any) and a JSON body (a
+// string is sent verbatim).
+func (b *bundle) call(method, path, token string, body any, headers ...string) response {
+	b.t.Helper()
+	var rd io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(v)
+	case []byte:
+		rd = bytes.NewReader(v)
+	default:
+		j, err := json.Marshal(v)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, b.srv.URL+path, rd)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := response{status: resp.StatusCode, header: resp.Header}
+	out.body, _ = io.ReadAll(resp.Body)
+	if len(out.body) > 0 {
+		if err := json.Unmarshal(out.body, &out.json); err != nil {
+			b.t.Fatalf("%s %s: response is not JSON: %s", method, path, out.body)
+		}
+	}
+	return out
+}
+
+// newContact is a valid create body.
+func newContact(sourceID string) map[string]any {
+	return map[string]any{
+		"firstName": "John", "lastName": "Doe", "email": "john.doe@example.com",
+		"phone": "555-123-4567", "company": "Acme Inc", "title": "Engineer",
+		"address": map[string]any{"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "USA"},
+		"tags":    []string{"vip"}, "customFields": map[string]any{"tier": "gold"},
+		"source": "api", "sourceId": sourceID,
+	}
+}
+
+func (b *bundle) create(body map[string]any) map[string]any {
+	b.t.Helper()
+	r := b.call("POST", "/api/contacts", b.user, body)
+	if r.status != 201 {
+		b.t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	return r.data()
+}

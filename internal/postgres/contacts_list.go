@@ -1,0 +1,100 @@
+package postgres
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acmecrm/acmecrm"
+)
+
+// SortColumns maps the API's sort keys to columns. Only these names ever
+// reach the SQL text; every value is a bound parameter.
+var SortColumns = map[string]string{
+	"firstName": "first_name",
+	"lastName":  "last_name",
+	"email":     "email",
+	"company":   "company",
+	"createdAt": "created_at",
+	"updatedAt": "updated_at",
+}
+
+// ContactQuery selects a page of contacts. Sort must be a key of
+// SortColumns; the caller validates it.
+type ContactQuery struct {
+	Page, Limit    int
+	Sort           string
+	Desc           bool
+	Search         string
+	Source         string
+	Status         string
+	IncludeDeleted bool
+}
+
+// searchExpr is the expression the trigram index of migration 00002 covers.
+const searchExpr = `(first_name || ' ' || last_name || ' ' || email || ' ' || company)`
+
+// escapeLike makes s match literally inside a LIKE pattern.
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// ListContacts returns one page and the total number of matches, fetched in
+// one round trip.
+func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Contact, int, error) {
+	col, ok := SortColumns[q.Sort]
+	if !ok {
+		return nil, 0, acmecrm.Errorf(acmecrm.KindInvalid, "INVALID_INPUT", "unknown sort field %q", q.Sort)
+	}
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.Search != "" {
+		where = append(where, searchExpr+` ILIKE `+arg("%"+escapeLike(q.Search)+"%")+` ESCAPE '\'`)
+	}
+	if q.Source != "" {
+		where = append(where, "source = "+arg(q.Source))
+	}
+	if q.Status != "" {
+		where = append(where, "status = "+arg(q.Status))
+	}
+	if !q.IncludeDeleted && q.Status != acmecrm.StatusDeleted {
+		where = append(where, "deleted_at IS NULL")
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	dir := "ASC"
+	if q.Desc {
+		dir = "DESC"
+	}
+	countArgs := append([]any(nil), args...)
+	page := `SELECT ` + contactCols + ` FROM contacts` + cond +
+		` ORDER BY ` + col + ` ` + dir + `, id ` + dir +
+		` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg((q.Page-1)*q.Limit)
+
+	batch := &pgx.Batch{}
+	var total int
+	var contacts []acmecrm.Contact
+	batch.Queue(`SELECT count(*) FROM contacts`+cond, countArgs...).QueryRow(func(r pgx.Row) error {
+		return r.Scan(&total)
+	})
+	batch.Queue(page, args...).Query(func(rows pgx.Rows) error {
+		var err error
+		contacts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (acmecrm.Contact, error) { return scanContact(r) })
+		return err
+	})
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return nil, 0, translate("list contacts", err)
+	}
+	if contacts == nil {
+		contacts = []acmecrm.Contact{}
+	}
+	return contacts, total, nil
+}
