@@ -10,7 +10,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/acmecrm/acmecrm/internal/auth"
+	"github.com/acmecrm/acmecrm/internal/httpapi"
 	"github.com/acmecrm/acmecrm/internal/kafka"
+	"github.com/acmecrm/acmecrm/internal/ratelimit"
 )
 
 // envVar documents one configuration variable. The table below is the single
@@ -21,6 +24,12 @@ type envVar struct {
 	Default string
 	Doc     string
 }
+
+// The local run's demo account (the original's), refused elsewhere.
+const (
+	demoAdminUsername = "admin@acmecrm.com"
+	demoAdminPassword = "admin123"
+)
 
 // defaultJWTSecret is accepted only in development (SPEC §5).
 const defaultJWTSecret = "dev-only-insecure-jwt-secret-change-me"
@@ -50,6 +59,15 @@ var envVars = []envVar{
 	{"KAFKA_SASL_USERNAME", "", "SASL user name."},
 	{"KAFKA_SASL_PASSWORD", "", "SASL password."},
 	{"KAFKA_PARTITIONS", "6", "Partitions of the topics created at start-up."},
+	{"REDIS_KEY_PREFIX", "acmecrm:", "Prefix of every Redis key (share one Redis between deployments)."},
+	{"KAFKA_TOPIC_CONTACTS", "contacts", "Topic of the change events of API edits."},
+	{"ADMIN_USERNAME", "", "First admin, created at start-up if missing (with ADMIN_PASSWORD)."},
+	{"ADMIN_PASSWORD", "", "Password of ADMIN_USERNAME (at least 8 characters; never the demo password outside development)."},
+	{"JWT_ISSUER", "acmecrm", "iss claim of issued tokens (checked on every request)."},
+	{"JWT_AUDIENCE", "acmecrm-api", "aud claim of issued tokens (checked on every request)."},
+	{"RATE_LIMIT_API", "600/1m", "Requests per authenticated user on /api/* (N/duration; bursts up to N)."},
+	{"RATE_LIMIT_LOGIN", "10/1m", "Login attempts per client IP."},
+	{"RATE_LIMIT_PUBLIC", "300/1m", "Requests per client IP on other unauthenticated routes (and refused tokens)."},
 	{"JWT_SECRET", defaultJWTSecret, "HS256 signing secret, at least 32 bytes outside development."},
 	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h)."},
 	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
@@ -72,8 +90,15 @@ type config struct {
 	RedisURL        string
 	Kafka           kafka.Config
 	KafkaPartitions int
+	RedisKeyPrefix  string
+	ContactsTopic   string
+	AdminUsername   string
+	AdminPassword   string
 	JWTSecret       string
+	JWTIssuer       string
+	JWTAudience     string
 	JWTExpiration   time.Duration
+	Limits          httpapi.Limits
 	MaxBodyBytes    int64
 	RequestTimeout  time.Duration
 	ShutdownTimeout time.Duration
@@ -146,6 +171,14 @@ func (r *envReader) duration(name string) time.Duration {
 		r.fail(name, "%q is not a positive duration (3600 or 1h)", s)
 	}
 	return d
+}
+
+func (r *envReader) policy(name, policy string) ratelimit.Policy {
+	p, err := ratelimit.ParsePolicy(policy, r.str(name))
+	if err != nil {
+		r.fail(name, "%v", err)
+	}
+	return p
 }
 
 func (r *envReader) url(name string, schemes ...string) string {
@@ -225,6 +258,22 @@ func loadConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	c.JWTExpiration = r.duration("JWT_EXPIRATION")
+	c.JWTIssuer = r.str("JWT_ISSUER")
+	c.JWTAudience = r.str("JWT_AUDIENCE")
+	c.RedisKeyPrefix = r.str("REDIS_KEY_PREFIX")
+	c.ContactsTopic = r.str("KAFKA_TOPIC_CONTACTS")
+	c.AdminUsername, c.AdminPassword = r.str("ADMIN_USERNAME"), r.str("ADMIN_PASSWORD")
+	switch {
+	case (c.AdminUsername == "") != (c.AdminPassword == ""):
+		r.fail("ADMIN_PASSWORD", "ADMIN_USERNAME and ADMIN_PASSWORD must be set together")
+	case c.AdminPassword != "" && len(c.AdminPassword) < auth.MinPasswordLength:
+		r.fail("ADMIN_PASSWORD", "must be at least %d characters", auth.MinPasswordLength)
+	case c.AdminPassword == demoAdminPassword && c.Env != "development":
+		r.fail("ADMIN_PASSWORD", "the demo password cannot be used when APP_ENV=%s", c.Env)
+	}
+	c.Limits.API = r.policy("RATE_LIMIT_API", "api")
+	c.Limits.Login = r.policy("RATE_LIMIT_LOGIN", "login")
+	c.Limits.Public = r.policy("RATE_LIMIT_PUBLIC", "public")
 	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))
 	c.RequestTimeout = r.duration("REQUEST_TIMEOUT")
 	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT")

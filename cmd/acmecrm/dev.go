@@ -51,7 +51,10 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer unlock()
 
 	// Development defaults; anything the user set still wins.
-	vars := map[string]string{"APP_ENV": "development", "LOG_FORMAT": "text"}
+	vars := map[string]string{
+		"APP_ENV": "development", "LOG_FORMAT": "text",
+		"ADMIN_USERNAME": demoAdminUsername, "ADMIN_PASSWORD": demoAdminPassword,
+	}
 	getenv = overlay(getenv, vars)
 	opts := devstack.Options{
 		Dir:             dir,
@@ -121,9 +124,22 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
   postgres   %s
   redis      %s
   kafka      %s
+  admin      %s / %s   (demo account; set ADMIN_USERNAME/ADMIN_PASSWORD to change)
+Try:
+  curl -s -X POST %s/api/auth/login -H 'Content-Type: application/json' \
+       -d '{"username":"%s","password":"%s"}'
 Press Ctrl-C to stop.
-`, n, base, base, base, redactURL(cfg.DatabaseURL), redactURL(cfg.RedisURL), strings.Join(cfg.Kafka.Brokers, ","))
+`, n, base, base, base, redactURL(cfg.DatabaseURL), redactURL(cfg.RedisURL), strings.Join(cfg.Kafka.Brokers, ","),
+		cfg.AdminUsername, shownPassword(cfg.AdminPassword), base, cfg.AdminUsername, shownPassword(cfg.AdminPassword))
 	return serve(ctx, cfg, allRoles, newLogger(cfg, stdout))
+}
+
+// shownPassword prints the demo password, never one the user chose.
+func shownPassword(p string) string {
+	if p == demoAdminPassword {
+		return p
+	}
+	return "<ADMIN_PASSWORD>"
 }
 
 // lockDir takes an exclusive lock on dir so that two local runs never share

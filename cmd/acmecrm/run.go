@@ -24,6 +24,7 @@ Commands:
   dev       the local run: start PostgreSQL, Redis and an embedded Kafka
             broker, apply migrations, and serve on :3000
   migrate   apply (up) or list (status) database migrations
+  users     create, list, set-role, delete the API's users
   stack     start local PostgreSQL and Redis, run a command against them
   version   print the version
 
@@ -102,6 +103,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
 	case "stack":
 		return cmdStack(ctx, rest, getenv, stdout, stderr)
+	case "users":
+		return cmdUsers(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "acmecrm", version)
 		return nil

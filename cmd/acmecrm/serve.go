@@ -16,9 +16,11 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/acmecrm/acmecrm/internal/auth"
 	"github.com/acmecrm/acmecrm/internal/httpapi"
 	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/ratelimit"
 )
 
 const serveUsage = `Usage: acmecrm serve [--roles api,relay,consumer,simulator]
@@ -131,6 +133,33 @@ func (d *deps) close() {
 	}
 }
 
+func newAuth(cfg config, rdb *redis.Client) *auth.Service {
+	return auth.New(auth.Config{
+		Secret: []byte(cfg.JWTSecret), Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience,
+		TTL: cfg.JWTExpiration, KeyPrefix: cfg.RedisKeyPrefix,
+	}, rdb)
+}
+
+// ensureAdmin creates the first admin from ADMIN_USERNAME/ADMIN_PASSWORD
+// when that user does not exist yet; an existing user is left as it is.
+func ensureAdmin(ctx context.Context, store *postgres.Store, cfg config, logger *slog.Logger) error {
+	if cfg.AdminUsername == "" {
+		return nil
+	}
+	hash, err := auth.HashPassword(cfg.AdminPassword)
+	if err != nil {
+		return err
+	}
+	created, err := store.EnsureUser(ctx, cfg.AdminUsername, hash, auth.RoleAdmin)
+	if err != nil {
+		return fmt.Errorf("create admin user: %w", err)
+	}
+	if created {
+		logger.Info("created admin user", "username", cfg.AdminUsername)
+	}
+	return nil
+}
+
 // serve runs the given roles until ctx is cancelled, then shuts down
 // gracefully: stop accepting, finish in-flight requests, close clients.
 func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger) error {
@@ -140,11 +169,21 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	}
 	defer d.close()
 
+	store := postgres.NewStore(d.pool, postgres.StoreOptions{ContactsTopic: cfg.ContactsTopic})
+	if err := ensureAdmin(ctx, store, cfg, logger); err != nil {
+		return err
+	}
 	handler := httpapi.NewServer(httpapi.Options{
 		Logger:         logger,
 		Version:        version,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		RequestTimeout: cfg.RequestTimeout,
+		Store:          store,
+		Auth:           newAuth(cfg, d.redis),
+		Limiter: ratelimit.New(d.redis, cfg.RedisKeyPrefix, func(policy string, err error) {
+			logger.Warn("rate limiter fell back to memory", "policy", policy, "err", err)
+		}),
+		Limits: cfg.Limits,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: d.pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }},

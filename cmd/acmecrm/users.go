@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/acmecrm/acmecrm/internal/auth"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+const usersUsage = `Usage:
+  acmecrm users create --username NAME [--role user|admin] (--password PW | --password-stdin)
+  acmecrm users list
+  acmecrm users set-role NAME user|admin
+  acmecrm users delete NAME
+
+Manages the REST API's users in the configured deployment (DATABASE_URL,
+REDIS_URL, …). Changing a role or deleting a user also revokes every token
+the user holds.
+`
+
+func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{"users: no action given"}
+	}
+	action, rest := args[0], args[1:]
+	fs := newFlagSet("users "+action, usersUsage, stderr)
+	var username, role, password string
+	var passwordStdin bool
+	switch action {
+	case "create":
+		fs.StringVar(&username, "username", "", "user name (an email address, for example)")
+		fs.StringVar(&role, "role", auth.RoleUser, "user or admin")
+		fs.StringVar(&password, "password", "", "password (visible in the process list; prefer --password-stdin)")
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	case "list", "set-role", "delete":
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usersUsage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{fmt.Sprintf("users: unknown action %q", action)}
+	}
+	if err := parseFlags(fs, rest); err != nil {
+		return err
+	}
+	want := map[string]int{"create": 0, "list": 0, "set-role": 2, "delete": 1}[action]
+	if fs.NArg() != want {
+		fmt.Fprint(stderr, usersUsage)
+		return usageError{fmt.Sprintf("users %s: want %d argument(s), got %d", action, want, fs.NArg())}
+	}
+	if action == "create" {
+		if username == "" {
+			return usageError{"users create: --username is required"}
+		}
+		if passwordStdin {
+			line, err := bufio.NewReader(stdin).ReadString('\n')
+			if err != nil && err != io.EOF {
+				return err
+			}
+			password = strings.TrimRight(line, "\r\n")
+		}
+		if password == "" {
+			return usageError{"users create: give --password or --password-stdin"}
+		}
+	}
+	if action == "set-role" {
+		role = fs.Arg(1)
+	}
+	if (action == "create" || action == "set-role") && !auth.ValidRole(role) {
+		return usageError{fmt.Sprintf("users %s: role must be user or admin, not %q", action, role)}
+	}
+
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool, postgres.StoreOptions{ContactsTopic: cfg.ContactsTopic})
+
+	switch action {
+	case "create":
+		hash, err := auth.HashPassword(password)
+		if err != nil {
+			return usageError{"users create: " + err.Error()}
+		}
+		u, err := store.CreateUser(ctx, username, hash, role)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created %s (%s) %s\n", u.Username, u.Role, u.ID)
+	case "list":
+		users, err := store.Users(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USERNAME\tROLE\tID\tCREATED")
+		for _, u := range users {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.Role, u.ID, u.CreatedAt.UTC().Format("2006-01-02 15:04:05Z"))
+		}
+		return tw.Flush()
+	case "set-role", "delete":
+		var u postgres.User
+		if action == "set-role" {
+			u, err = store.SetUserRole(ctx, fs.Arg(0), role)
+		} else {
+			u, err = store.DeleteUser(ctx, fs.Arg(0))
+		}
+		if err != nil {
+			return err
+		}
+		if err := revokeAll(ctx, cfg, u.ID); err != nil {
+			return fmt.Errorf("%s done, but revoking the user's tokens failed (they expire within %s): %w", action, cfg.JWTExpiration, err)
+		}
+		if action == "delete" {
+			fmt.Fprintf(stdout, "deleted %s; its tokens are revoked\n", u.Username)
+		} else {
+			fmt.Fprintf(stdout, "%s is now %s; its tokens are revoked (log in again)\n", u.Username, u.Role)
+		}
+	}
+	return nil
+}
+
+// revokeAll ends every token of a user: a role change must not leave tokens
+// carrying the old role.
+func revokeAll(ctx context.Context, cfg config, userID string) error {
+	ropts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	rdb := redis.NewClient(ropts)
+	defer rdb.Close()
+	return newAuth(cfg, rdb).RevokeAll(ctx, userID)
+}
+
