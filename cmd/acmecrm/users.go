@@ -144,4 +144,3 @@ func revokeAll(ctx context.Context, cfg config, userID string) error {
 	defer rdb.Close()
 	return newAuth(cfg, rdb).RevokeAll(ctx, userID)
 }
-

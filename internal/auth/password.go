@@ -17,13 +17,19 @@ const MinPasswordLength = 8
 
 // HashPassword hashes a password for storage.
 func HashPassword(password string) (string, error) {
+	return HashPasswordCost(password, bcryptCost)
+}
+
+// HashPasswordCost is HashPassword with an explicit bcrypt cost (tests use
+// bcrypt.MinCost to stay fast; CheckPassword reads the cost from the hash).
+func HashPasswordCost(password string, cost int) (string, error) {
 	if len(password) < MinPasswordLength {
 		return "", fmt.Errorf("password must be at least %d characters", MinPasswordLength)
 	}
 	if len(password) > 72 {
 		return "", errors.New("password must be at most 72 bytes (bcrypt's limit)")
 	}
-	h, err := bcrypt.GenerateFromPassword([]byte(password), bcryptCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	return string(h), err
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/acmecrm/acmecrm/internal/auth"
 	"github.com/acmecrm/acmecrm/internal/infratest"
@@ -96,7 +97,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 
 func (b *bundle) addUser(name, password, role string) {
 	b.t.Helper()
-	h, err := auth.HashPassword(password)
+	h, err := auth.HashPasswordCost(password, bcrypt.MinCost)
 	if err != nil {
 		b.t.Fatal(err)
 	}
