@@ -5,7 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-short lint fmt deps clean
+.PHONY: all build run test lint fmt deps clean bench
 
 all: build
 
@@ -37,3 +37,7 @@ fmt:
 
 clean:
 	rm -rf bin
+
+## bench: load scenarios with wrk against the local run; see docs/BENCHMARKS.md
+bench: deps build
+	bench/run.sh

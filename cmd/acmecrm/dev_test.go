@@ -39,7 +39,7 @@ func TestDevStartsEverythingAndStops(t *testing.T) {
 // `acmecrm stack` hands the command its servers and returns its exit status.
 func TestStackRunsCommandAgainstServers(t *testing.T) {
 	t.Parallel()
-	script := `case "$TEST_POSTGRES_URL|$DATABASE_URL|$REDIS_URL" in postgres://*\|postgres://*/acmecrm*\|redis://*) exit 3;; esac; exit 4`
+	script := `case "$TEST_POSTGRES_URL|$DATABASE_URL|$REDIS_URL" in postgres://*\|postgres://*/acmecrm*\|unix://*redis.sock*) exit 3;; esac; exit 4`
 	code, _, stderr := runCLI(t, env(nil), "stack", "--", "sh", "-c", script)
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (the command's own status); stderr %q", code, stderr)

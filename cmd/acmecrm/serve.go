@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -163,6 +164,7 @@ func ensureAdmin(ctx context.Context, store *postgres.Store, cfg config, logger 
 // serve runs the given roles until ctx is cancelled, then shuts down
 // gracefully: stop accepting, finish in-flight requests, close clients.
 func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger) error {
+	debug.SetGCPercent(cfg.GCPercent)
 	d, err := connect(ctx, cfg)
 	if err != nil {
 		return err

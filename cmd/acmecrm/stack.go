@@ -90,6 +90,9 @@ func cmdStack(ctx context.Context, args []string, getenv func(string) string, st
 func stderrFilter(w io.Writer) io.Writer {
 	return writerFunc(func(p []byte) (int, error) {
 		s := string(p)
+		if strings.Contains(s, "overcommit") { // Redis's advice about a sysctl; not ours to act on
+			return len(p), nil
+		}
 		if strings.Contains(s, "WARNING") || strings.Contains(s, "ERROR") || strings.Contains(s, "FATAL") || strings.Contains(s, "PANIC") {
 			return w.Write(p)
 		}

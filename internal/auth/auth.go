@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -18,6 +19,9 @@ import (
 
 	"github.com/acmecrm/acmecrm"
 )
+
+// leeway tolerates clock skew between instances in exp and iat checks.
+const leeway = 5 * time.Second
 
 // Roles.
 const (
@@ -60,7 +64,17 @@ type Service struct {
 	cfg    Config
 	rdb    *redis.Client
 	parser *jwt.Parser
+
+	// verified remembers tokens whose signature and claims checked out, so
+	// a busy client's token is not parsed and HMAC-checked on every request.
+	// Verifying the same bytes again would give the same answer; expiry is
+	// still checked each time, and liveness is always asked of Redis.
+	mu       sync.RWMutex
+	verified map[string]Identity
 }
+
+// maxVerified bounds the verified-token memo; it is simply emptied when full.
+const maxVerified = 10000
 
 // New returns a Service on rdb.
 func New(cfg Config, rdb *redis.Client) *Service {
@@ -68,8 +82,9 @@ func New(cfg Config, rdb *redis.Client) *Service {
 		cfg.Now = time.Now
 	}
 	return &Service{
-		cfg: cfg,
-		rdb: rdb,
+		cfg:      cfg,
+		rdb:      rdb,
+		verified: make(map[string]Identity),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}), // pinned: no none, HS512, RS256…
 			jwt.WithIssuer(cfg.Issuer),
@@ -77,7 +92,7 @@ func New(cfg Config, rdb *redis.Client) *Service {
 			jwt.WithExpirationRequired(),
 			jwt.WithIssuedAt(),
 			jwt.WithTimeFunc(cfg.Now),
-			jwt.WithLeeway(5*time.Second),
+			jwt.WithLeeway(leeway),
 		),
 	}
 }
@@ -128,6 +143,29 @@ func (s *Service) Issue(ctx context.Context, userID, role string) (string, Ident
 
 // Parse verifies the signature and claims of token without asking Redis.
 func (s *Service) Parse(token string) (Identity, error) {
+	s.mu.RLock()
+	id, ok := s.verified[token]
+	s.mu.RUnlock()
+	if ok {
+		if !s.cfg.Now().Before(id.ExpiresAt.Add(leeway)) {
+			return Identity{}, acmecrm.Errorf(acmecrm.KindUnauthorized, "TOKEN_EXPIRED", "the token has expired")
+		}
+		return id, nil
+	}
+	id, err := s.parse(token)
+	if err != nil {
+		return Identity{}, err
+	}
+	s.mu.Lock()
+	if len(s.verified) >= maxVerified {
+		clear(s.verified)
+	}
+	s.verified[token] = id
+	s.mu.Unlock()
+	return id, nil
+}
+
+func (s *Service) parse(token string) (Identity, error) {
 	var c claims
 	_, err := s.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return s.cfg.Secret, nil })
 	switch {

@@ -223,3 +223,25 @@ func TempDir(pattern string) (string, error) {
 	}
 	return dir, os.Chmod(dir, 0o711)
 }
+
+// maxSocketPath is the longest Unix socket path the kernel accepts
+// (sun_path is 108 bytes with its terminating NUL).
+const maxSocketPath = 107
+
+// socketDirFor returns where a server keeps its Unix socket named name: dir
+// itself when the path fits, else a new short folder under /tmp that the
+// caller removes after the server stops (remove = true). The folder is given
+// to cred's user, which must create the socket.
+func socketDirFor(dir, name string, cred *syscall.Credential) (socketDir string, remove bool, err error) {
+	if len(filepath.Join(dir, name)) <= maxSocketPath {
+		return dir, false, nil
+	}
+	tmp, err := os.MkdirTemp("/tmp", "acmecrm-sock-")
+	if err != nil {
+		return "", false, err
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return "", false, err
+	}
+	return tmp, true, chownTree(tmp, cred)
+}

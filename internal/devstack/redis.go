@@ -24,10 +24,13 @@ type RedisOptions struct {
 	Log io.Writer
 }
 
-// Redis is a running Redis server owned by this process.
+// Redis is a running Redis server owned by this process, on 127.0.0.1 and
+// on a Unix socket (which URL uses).
 type Redis struct {
-	proc *process
-	port int
+	proc      *process
+	port      int
+	socket    string
+	removeDir string
 }
 
 // StartRedis starts redis-server on 127.0.0.1 and waits until it answers PING.
@@ -53,6 +56,11 @@ func StartRedis(opts RedisOptions) (*Redis, error) {
 	if err != nil {
 		return nil, err
 	}
+	socketDir, remove, err := socketDirFor(dir, "redis.sock", nil)
+	if err != nil {
+		return nil, err
+	}
+	socket := filepath.Join(socketDir, "redis.sock")
 	appendOnly := "no"
 	if opts.Durable {
 		appendOnly = "yes"
@@ -66,12 +74,17 @@ func StartRedis(opts RedisOptions) (*Redis, error) {
 		"--appendonly", appendOnly,
 		"--logfile", "",
 		"--loglevel", "warning",
+		"--unixsocket", socket,
+		"--unixsocketperm", "700",
 	}
 	proc, err := startProcess("redis-server", bin, args, nil, syscall.SIGTERM, opts.Log)
 	if err != nil {
 		return nil, err
 	}
-	r := &Redis{proc: proc, port: port}
+	r := &Redis{proc: proc, port: port, socket: socket}
+	if remove {
+		r.removeDir = socketDir
+	}
 	err = waitFor(proc, 30*time.Second, func() error { return ping(r.Addr()) })
 	if err != nil {
 		_ = r.Stop()
@@ -106,11 +119,20 @@ func ping(addr string) error {
 // Addr is host:port of the server.
 func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
 
-// URL is the redis:// URL of database 0.
-func (r *Redis) URL() string { return "redis://" + r.Addr() + "/0" }
+// URL is the unix:// URL of database 0.
+func (r *Redis) URL() string { return "unix://" + r.socket + "?db=0" }
+
+// TCPURL is the redis:// URL of database 0 on 127.0.0.1.
+func (r *Redis) TCPURL() string { return "redis://" + r.Addr() + "/0" }
 
 // PID is the server's process id.
 func (r *Redis) PID() int { return r.proc.PID() }
 
 // Stop shuts the server down, killing it after 10 seconds.
-func (r *Redis) Stop() error { return r.proc.stop(10 * time.Second) }
+func (r *Redis) Stop() error {
+	err := r.proc.stop(10 * time.Second)
+	if r.removeDir != "" {
+		os.RemoveAll(r.removeDir)
+	}
+	return err
+}

@@ -31,7 +31,9 @@ func etag(version int64) string { return `"` + strconv.FormatInt(version, 10) + 
 // writeContact answers with one contact, its ETag and status.
 func writeContact(w http.ResponseWriter, status int, ct acmecrm.Contact) {
 	w.Header().Set("ETag", etag(ct.Version))
-	encode(w, status, map[string]any{"data": ct})
+	encode(w, status, struct {
+		Data acmecrm.Contact `json:"data"`
+	}{ct})
 }
 
 // contactID reads and checks the {id} path value.
@@ -43,6 +45,11 @@ func contactID(r *http.Request) (string, error) {
 		return "", p.Err("invalid contact id")
 	}
 	return strings.ToLower(id), nil
+}
+
+type contactPage struct {
+	Data       []acmecrm.Contact `json:"data"`
+	Pagination pagination        `json:"pagination"`
 }
 
 type pagination struct {
@@ -126,9 +133,9 @@ func (c *contactsAPI) list() http.Handler {
 			return
 		}
 		pages := (total + cq.Limit - 1) / cq.Limit
-		encode(w, http.StatusOK, map[string]any{
-			"data": contacts,
-			"pagination": pagination{
+		encode(w, http.StatusOK, contactPage{
+			Data: contacts,
+			Pagination: pagination{
 				Page: cq.Page, Limit: cq.Limit, TotalItems: total, TotalPages: pages,
 				HasNextPage: cq.Page < pages, HasPrevPage: cq.Page > 1,
 			},

@@ -353,6 +353,9 @@ func TestChangesGoToTheOutbox(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	id := b.create(newContact("o-1"))["id"].(string)
+	if r := b.call("POST", "/api/contacts", b.user, newContact("o-1")); r.status != 409 { // duplicate: no event
+		t.Fatalf("duplicate: %d", r.status)
+	}
 	b.call("PATCH", "/api/contacts/"+id, b.user, `{"title": "X", "version": 1}`)
 	b.call("PATCH", "/api/contacts/"+id, b.user, `{"title": "Y", "version": 1}`) // stale: no event
 	b.call("DELETE", "/api/contacts/"+id, b.user, nil)

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -128,11 +129,12 @@ func ensureTemplate(ctx context.Context, admin string) (string, error) {
 
 // withDatabase returns the server URL admin with its database replaced.
 func withDatabase(admin, db string) string {
-	cfg, err := pgx.ParseConfig(admin)
+	u, err := url.Parse(admin)
 	if err != nil {
 		panic(err)
 	}
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, db)
+	u.Path = "/" + db
+	return u.String()
 }
 
 func randomName(prefix string) string {

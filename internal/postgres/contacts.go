@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/acmecrm/acmecrm"
@@ -38,32 +40,40 @@ func fieldArgs(f acmecrm.ContactFields) []any {
 		f.Notes, f.Status, f.Tags, f.CustomFields}
 }
 
-// inTx runs fn in a transaction, committing when it returns nil.
-func (s *Store) inTx(ctx context.Context, op string, fn func(pgx.Tx) error) error {
+// contactTx runs fn in a transaction that writes contacts, committing when
+// it returns nil, and invalidates cached list totals.
+func (s *Store) contactTx(ctx context.Context, op string, fn func(pgx.Tx) error) error {
 	err := pgx.BeginFunc(ctx, s.pool, fn)
+	s.counts.invalidate()
 	return translate(op, err)
 }
 
-// CreateContact inserts a contact and queues its change event, atomically.
+// CreateContact inserts a contact and queues its change event, atomically
+// and in one round trip: the id and timestamps are chosen here, so the event
+// can be written next to the row in the same pipelined implicit transaction.
 // An existing (source, sourceId) is a RESOURCE_ALREADY_EXISTS conflict.
 func (s *Store) CreateContact(ctx context.Context, source, sourceID string, f acmecrm.ContactFields) (acmecrm.Contact, error) {
-	var c acmecrm.Contact
-	err := s.inTx(ctx, "create contact", func(tx pgx.Tx) error {
-		var err error
-		c, err = scanContact(tx.QueryRow(ctx, `INSERT INTO contacts (first_name, last_name, email, phone, company, title,
-			street, city, state, zip_code, country, notes, status, tags, custom_fields, source, source_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
-			RETURNING `+contactCols, append(fieldArgs(f), source, sourceID)...))
-		if isUniqueViolation(err) {
-			return acmecrm.Errorf(acmecrm.KindConflict, "RESOURCE_ALREADY_EXISTS",
-				"a contact with source %q and sourceId %q already exists", source, sourceID)
-		}
-		if err != nil {
-			return err
-		}
-		return s.queueContactChange(ctx, tx, ContactCreated, c)
-	})
-	return c, err
+	now := s.opts.Now().UTC().Truncate(time.Microsecond) // PostgreSQL's precision
+	c := acmecrm.Contact{ID: uuid.NewString(), ContactFields: f, Source: source, SourceID: sourceID,
+		CreatedAt: now, UpdatedAt: now, Version: 1}
+	outbox, err := s.contactChangeArgs(ContactCreated, c)
+	if err != nil {
+		return c, err
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`INSERT INTO contacts (first_name, last_name, email, phone, company, title,
+		street, city, state, zip_code, country, notes, status, tags, custom_fields, source, source_id,
+		id, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $19)`,
+		append(fieldArgs(f), source, sourceID, c.ID, now)...)
+	batch.Queue(insertOutboxSQL, outbox...)
+	err = s.pool.SendBatch(ctx, batch).Close()
+	s.counts.invalidate()
+	if isUniqueViolation(err) {
+		return c, acmecrm.Errorf(acmecrm.KindConflict, "RESOURCE_ALREADY_EXISTS",
+			"a contact with source %q and sourceId %q already exists", source, sourceID)
+	}
+	return c, translate("create contact", err)
 }
 
 // Contact returns one contact, deleted or not.
@@ -115,7 +125,7 @@ func (s *Store) explainMiss(ctx context.Context, tx pgx.Tx, id string, provided 
 // the same transaction.
 func (s *Store) ReplaceContact(ctx context.Context, id string, version int64, f acmecrm.ContactFields) (acmecrm.Contact, error) {
 	var c acmecrm.Contact
-	err := s.inTx(ctx, "replace contact", func(tx pgx.Tx) error {
+	err := s.contactTx(ctx, "replace contact", func(tx pgx.Tx) error {
 		var err error
 		c, err = scanContact(tx.QueryRow(ctx, `UPDATE contacts SET
 			first_name = $3, last_name = $4, email = $5, phone = $6, company = $7, title = $8,
@@ -138,7 +148,7 @@ func (s *Store) ReplaceContact(ctx context.Context, id string, version int64, f 
 // version + 1. A non-nil version makes it conditional like ReplaceContact.
 func (s *Store) DeleteContact(ctx context.Context, id string, version *int64) (acmecrm.Contact, error) {
 	var c acmecrm.Contact
-	err := s.inTx(ctx, "delete contact", func(tx pgx.Tx) error {
+	err := s.contactTx(ctx, "delete contact", func(tx pgx.Tx) error {
 		var err error
 		c, err = scanContact(tx.QueryRow(ctx, `UPDATE contacts SET
 			status = 'deleted', deleted_at = now(), version = version + 1, updated_at = now()
@@ -164,7 +174,7 @@ func (s *Store) DeleteContact(ctx context.Context, id string, version *int64) (a
 // its version and the outbox untouched, so re-sending a contact's own state
 // cannot loop. It reports whether it created the contact.
 func (s *Store) UpsertAcmeContact(ctx context.Context, sourceID string, f acmecrm.ContactFields) (c acmecrm.Contact, created bool, err error) {
-	err = s.inTx(ctx, "upsert acme contact", func(tx pgx.Tx) error {
+	err = s.contactTx(ctx, "upsert acme contact", func(tx pgx.Tx) error {
 		row := tx.QueryRow(ctx, `INSERT INTO contacts AS c (first_name, last_name, email, phone, company, title,
 			street, city, state, zip_code, country, notes, status, tags, custom_fields, source, source_id)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)

@@ -42,7 +42,7 @@ func escapeLike(s string) string {
 }
 
 // ListContacts returns one page and the total number of matches, fetched in
-// one round trip.
+// one round trip. Totals are cached for up to a second (see countCache).
 func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Contact, int, error) {
 	col, ok := SortColumns[q.Sort]
 	if !ok {
@@ -80,11 +80,18 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 		` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg((q.Page-1)*q.Limit)
 
 	batch := &pgx.Batch{}
-	var total int
+	key := countKey(cond, countArgs)
+	total, cached, gen := s.counts.get(key)
 	var contacts []acmecrm.Contact
-	batch.Queue(`SELECT count(*) FROM contacts`+cond, countArgs...).QueryRow(func(r pgx.Row) error {
-		return r.Scan(&total)
-	})
+	if !cached {
+		batch.Queue(`SELECT count(*) FROM contacts`+cond, countArgs...).QueryRow(func(r pgx.Row) error {
+			if err := r.Scan(&total); err != nil {
+				return err
+			}
+			s.counts.put(key, gen, total)
+			return nil
+		})
+	}
 	batch.Queue(page, args...).Query(func(rows pgx.Rows) error {
 		var err error
 		contacts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (acmecrm.Contact, error) { return scanContact(r) })

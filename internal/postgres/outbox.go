@@ -21,31 +21,32 @@ type ChangeEvent struct {
 	Data      acmecrm.Contact `json:"data"`
 }
 
-// notifyChannel is the LISTEN/NOTIFY channel the outbox relay waits on.
-const notifyChannel = "outbox"
+// insertOutboxSQL queues one message; the relay publishes it after the
+// transaction commits.
+const insertOutboxSQL = `INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)`
 
-// insertOutbox queues one message in tx. The relay publishes it after the
-// transaction commits; a NOTIFY (delivered at commit) wakes the relay.
-func insertOutbox(ctx context.Context, tx pgx.Tx, topic, key string, payload []byte, headers map[string]string) error {
-	h, err := json.Marshal(headers)
+// contactChangeArgs are insertOutboxSQL's arguments for the change event of c.
+func (s *Store) contactChangeArgs(typ string, c acmecrm.Contact) ([]any, error) {
+	ev := ChangeEvent{ID: uuid.NewString(), Type: typ, Timestamp: s.opts.Now().UTC(), Data: c}
+	payload, err := json.Marshal(ev)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, $2, $3, $4)`, topic, key, payload, h); err != nil {
-		return fmt.Errorf("insert outbox: %w", err)
+	headers, err := json.Marshal(map[string]string{"event-id": ev.ID, "event-type": typ, "content-type": "application/json"})
+	if err != nil {
+		return nil, err
 	}
-	_, err = tx.Exec(ctx, `SELECT pg_notify($1, '')`, notifyChannel)
-	return err
+	return []any{s.opts.ContactsTopic, c.ID, payload, headers}, nil
 }
 
 // queueContactChange writes the change event for c to the outbox in tx.
 func (s *Store) queueContactChange(ctx context.Context, tx pgx.Tx, typ string, c acmecrm.Contact) error {
-	ev := ChangeEvent{ID: uuid.NewString(), Type: typ, Timestamp: s.opts.Now().UTC(), Data: c}
-	b, err := json.Marshal(ev)
+	args, err := s.contactChangeArgs(typ, c)
 	if err != nil {
 		return err
 	}
-	return insertOutbox(ctx, tx, s.opts.ContactsTopic, c.ID, b, map[string]string{
-		"event-id": ev.ID, "event-type": typ, "content-type": "application/json",
-	})
+	if _, err := tx.Exec(ctx, insertOutboxSQL, args...); err != nil {
+		return fmt.Errorf("insert outbox: %w", err)
+	}
+	return nil
 }

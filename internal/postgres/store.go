@@ -9,8 +9,9 @@ import (
 // Store runs the service's SQL on a pool. Multi-statement work is one
 // method (one transaction) so transactions never leave this package.
 type Store struct {
-	pool *pgxpool.Pool
-	opts StoreOptions
+	pool   *pgxpool.Pool
+	opts   StoreOptions
+	counts *countCache
 }
 
 // StoreOptions names what the store writes to the outbox.
@@ -29,7 +30,7 @@ func NewStore(pool *pgxpool.Pool, opts StoreOptions) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Store{pool: pool, opts: opts}
+	return &Store{pool: pool, opts: opts, counts: newCountCache(opts.Now)}
 }
 
 // Pool is the underlying pool (for readiness checks).

@@ -75,6 +75,7 @@ func New(rdb *redis.Client, prefix string, onFallback func(policy string, err er
 
 // Pending is a decision queued in a Redis pipeline; read it after Exec.
 type Pending struct {
+	ctx context.Context
 	l   *Limiter
 	p   Policy
 	key string
@@ -85,16 +86,19 @@ type Pending struct {
 // with other commands (authentication's token check).
 func (l *Limiter) Queue(ctx context.Context, pipe redis.Pipeliner, p Policy, key string) *Pending {
 	k := l.prefix + p.Name + ":" + key
-	// EVAL, not EVALSHA: a pipeline cannot recover from NOSCRIPT after a
-	// Redis restart, and Redis caches the compiled script by hash anyway.
-	cmd := gcraScript.Eval(ctx, pipe, []string{k}, p.Limit, p.Limit, p.Period.Seconds())
-	return &Pending{l: l, p: p, key: key, cmd: cmd}
+	cmd := gcraScript.EvalSha(ctx, pipe, []string{k}, p.Limit, p.Limit, p.Period.Seconds())
+	return &Pending{ctx: ctx, l: l, p: p, key: key, cmd: cmd}
 }
 
-// Decision reads the queued result; on any Redis error the in-process
-// limiter decides.
+// Decision reads the queued result (EVALSHA: the script body is not resent
+// on every request); on any Redis error the in-process limiter decides.
 func (pd *Pending) Decision() Decision {
 	d, err := parse(pd.p, pd.cmd)
+	if err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
+		// Redis lost its script cache (a restart): decide in a round trip
+		// of its own, which loads the script for the next pipelines.
+		return pd.l.Allow(pd.ctx, pd.p, pd.key)
+	}
 	if err != nil {
 		pd.l.onFallback(pd.p.Name, err)
 		d = pd.l.local.allow(pd.p, pd.key)
@@ -126,9 +130,11 @@ func parse(p Policy, cmd *redis.Cmd) (Decision, error) {
 	}
 	allowed, _ := vals[0].(int64)
 	remaining, _ := vals[1].(int64)
-	retry, err1 := strconv.ParseFloat(fmt.Sprint(vals[2]), 64)
-	reset, err2 := strconv.ParseFloat(fmt.Sprint(vals[3]), 64)
-	if err1 != nil || err2 != nil {
+	retryS, ok1 := vals[2].(string)
+	resetS, ok2 := vals[3].(string)
+	retry, err1 := strconv.ParseFloat(retryS, 64)
+	reset, err2 := strconv.ParseFloat(resetS, 64)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil {
 		return Decision{}, fmt.Errorf("ratelimit: unexpected reply %v", vals)
 	}
 	d := Decision{Allowed: allowed == 1, Limit: p.Limit, Remaining: int(remaining), ResetAfter: seconds(reset)}

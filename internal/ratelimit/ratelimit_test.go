@@ -112,3 +112,29 @@ func TestParsePolicy(t *testing.T) {
 		}
 	}
 }
+
+// After Redis forgets its scripts (a restart, SCRIPT FLUSH), a pipelined
+// decision still comes from Redis, not from the fallback.
+func TestPipelinedDecisionSurvivesScriptFlush(t *testing.T) {
+	t.Parallel()
+	l := newLimiter(t)
+	ctx := context.Background()
+	p := Policy{Name: "flush", Limit: 5, Period: time.Minute}
+	if err := l.rdb.ScriptFlush(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	pipe := l.rdb.Pipeline()
+	pd := l.Queue(ctx, pipe, p, "k")
+	_, _ = pipe.Exec(ctx)
+	if d := pd.Decision(); !d.Allowed || d.Fallback || d.Remaining != 4 {
+		t.Fatalf("after flush: %+v", d)
+	}
+	pipe = l.rdb.Pipeline()
+	pd = l.Queue(ctx, pipe, p, "k")
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatalf("script not reloaded: %v", err)
+	}
+	if d := pd.Decision(); d.Remaining != 3 {
+		t.Fatalf("second: %+v", d)
+	}
+}

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# make bench: load scenarios against the local run (`acmecrm dev`: durable
+# PostgreSQL with fsync and synchronous_commit on, Redis, kfake) on this
+# machine, with wrk as the load generator. Prints one line per scenario.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=bin/acmecrm
+DURATION=${BENCH_DURATION:-10s}
+CONNS=${BENCH_CONNECTIONS:-50}
+SEED=${BENCH_SEED_CONTACTS:-1000}
+
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk from the OS packages" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+
+work=$(mktemp -d /tmp/acmecrm-bench-XXXXXX)
+chmod 711 "$work"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 3999)
+base="http://127.0.0.1:$port"
+
+# The limits stay on (every request is still counted in Redis), but high
+# enough that one benchmark user is never refused.
+HTTP_ADDR=127.0.0.1:$port LOG_LEVEL=${BENCH_LOG_LEVEL:-info} LOG_FORMAT=json \
+  RATE_LIMIT_API=100000000/1s RATE_LIMIT_LOGIN=1000/1s \
+  "$BIN" dev --data "$work/data" >"$work/service.log" 2>&1 &
+svc=$!
+cleanup() { kill -INT "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+for _ in $(seq 1 600); do
+  curl -fs "$base/readyz" >/dev/null 2>&1 && break
+  kill -0 "$svc" 2>/dev/null || { cat "$work/service.log"; exit 1; }
+  sleep 0.1
+done
+
+TOKEN=$(curl -fs -X POST "$base/api/auth/login" -H 'Content-Type: application/json' \
+  -d '{"username":"admin@acmecrm.com","password":"admin123"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+export TOKEN
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); PostgreSQL $(psql --version | awk '{print $3}'), fsync on, synchronous_commit on"
+echo "load: wrk, $CONNS connections, 2 threads, $DURATION per scenario; service, PostgreSQL, Redis and wrk share the machine"
+
+# Seed contacts so that reads touch a realistic table.
+wrk -t2 -c"$CONNS" -d60s -s bench/post.lua "$base/api/contacts" >/dev/null 2>&1 &
+seeder=$!
+for _ in $(seq 1 600); do
+  n=$(curl -fs "$base/api/contacts?limit=1" -H "Authorization: Bearer $TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pagination"]["totalItems"])')
+  [ "$n" -ge "$SEED" ] && break
+  sleep 0.1
+done
+kill "$seeder" 2>/dev/null; wait "$seeder" 2>/dev/null || true
+# Fresh planner statistics, as autovacuum would have them in steady state.
+pgurl=$(awk '$1=="postgres"{print $2; exit}' "$work/service.log")
+psql -q "$pgurl" -c "ANALYZE contacts" >/dev/null
+ID=$(curl -fs "$base/api/contacts?limit=1" -H "Authorization: Bearer $TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"][0]["id"])')
+COUNT=$(curl -fs "$base/api/contacts?limit=1" -H "Authorization: Bearer $TOKEN" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pagination"]["totalItems"])')
+echo "dataset: $COUNT contacts"
+
+scenario() {
+  local name=$1 script=$2 url=$3
+  local out
+  out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$script" "$url")
+  local rps p50 p99 errs
+  rps=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  p50=$(awk '$1=="50%"{print $2}' <<<"$out")
+  p99=$(awk '$1=="99%"{print $2}' <<<"$out")
+  errs=$(awk '/Non-2xx/{print $5}' <<<"$out")
+  printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${errs:-0}"
+}
+
+# Baselines on the same PostgreSQL, in the same run: what the database alone
+# does for the same shape of work (pgbench over the same Unix socket).
+pghost=$(sed -n 's/.*host=\([^&]*\).*/\1/p' <<<"$pgurl"); pgport=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$pgurl")
+psql -q "$pgurl" -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" >/dev/null 2>&1
+pgb() { pgbench -h "$pghost" -p "$pgport" -U postgres "$@" 2>/dev/null; }
+pgb -i -q -s 10 bench >/dev/null 2>&1
+psql -q "postgres://postgres@/bench?host=$pghost&port=$pgport" -c "CREATE TABLE rows1k (id bigserial PRIMARY KEY, payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())" >/dev/null
+echo "INSERT INTO rows1k (payload) VALUES (repeat('x', 1000));" >"$work/insert.sql"
+baseline() {
+  local name=$1; shift
+  local tps
+  tps=$(pgb -n -T "${DURATION%s}" "$@" bench | awk '/^tps/{print int($3)}')
+  printf '%-28s %10s tx/s    (pgbench %s)\n' "$name" "$tps" "$*"
+}
+baseline "baseline: PK select" -S -c "$CONNS" -j 2 -M prepared
+baseline "baseline: 1 KB insert, 8" -f "$work/insert.sql" -c 8 -j 2 -M prepared
+baseline "baseline: 1 KB insert, 32" -f "$work/insert.sql" -c 32 -j 2 -M prepared
+
+scenario "GET /api/contacts/{id}" bench/get.lua "$base/api/contacts/$ID"
+scenario "GET /api/contacts?limit=10" bench/get.lua "$base/api/contacts?limit=10"
+scenario "POST /api/contacts" bench/post.lua "$base/api/contacts"
