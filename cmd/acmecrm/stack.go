@@ -93,7 +93,7 @@ func stderrFilter(w io.Writer) io.Writer {
 		if strings.Contains(s, "overcommit") { // Redis's advice about a sysctl; not ours to act on
 			return len(p), nil
 		}
-		if strings.Contains(s, "WARNING") || strings.Contains(s, "ERROR") || strings.Contains(s, "FATAL") || strings.Contains(s, "PANIC") {
+		if strings.Contains(s, "WARNING") || strings.Contains(s, "FATAL") || strings.Contains(s, "PANIC") {
 			return w.Write(p)
 		}
 		return len(p), nil
