@@ -1,0 +1,146 @@
+package webhook
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acmecrm/acmecrm"
+)
+
+func newParser(t testing.TB) *Parser {
+	t.Helper()
+	p, err := NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+var received = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func TestParseCanonicalExample(t *testing.T) {
+	t.Parallel()
+	body := `{"event_type":"contact.created","event_id":"evt_12345","timestamp":"2025-05-17T17:06:39-07:00",
+	  "data":{"contact_id":"1234","acme_first_name":"John","acme_last_name":"Doe","acme_email":"john.doe@example.com",
+	  "acme_phone":"555-123-4567","acme_company":"Acme Inc","acme_title":"Engineer",
+	  "acme_address":"1 Main St, Springfield, IL 62701, USA","acme_notes":"","acme_status":"Active",
+	  "acme_tags":["vip"],"acme_custom_fields":{"tier":"gold","score":3},"changed_fields":["acme_email"],
+	  "a_future_field":"tolerated"}}`
+	ev, err := newParser(t).Parse([]byte(body), received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.EventID != "evt_12345" || ev.EventType != "contact.created" || ev.ContactID != "1234" || ev.Source != "acmecrm" ||
+		!ev.OccurredAt.Equal(time.Date(2025, 5, 18, 0, 6, 39, 0, time.UTC)) || !ev.ReceivedAt.Equal(received) ||
+		ev.Data.Email != "john.doe@example.com" || ev.Data.CustomFields["tier"] != "gold" {
+		t.Errorf("event = %+v", ev)
+	}
+}
+
+// Both dialects of the same change normalise to the same event.
+func TestDialectsNormaliseToTheSameEvent(t *testing.T) {
+	t.Parallel()
+	p := newParser(t)
+	canonicalBody := `{"event_type":"contact.updated","event_id":"evt_9","timestamp":"2025-05-19T10:00:00Z",
+	  "data":{"contact_id":"c-9","acme_first_name":"Ann","acme_last_name":"Lee","acme_email":"ann@example.com",
+	  "acme_phone":"1","acme_company":"Co","acme_title":"CTO","acme_created_at":"2025-01-01T00:00:00Z","acme_updated_at":"2025-05-19T10:00:00Z"}}`
+	legacyBody := `{"event":"contact.updated","id":"evt_9","timestamp":"2025-05-19T10:00:00.000Z",
+	  "data":{"id":"c-9","firstName":"Ann","lastName":"Lee","email":"ann@example.com","phone":"1","company":"Co",
+	  "title":"CTO","createdAt":"2025-01-01T00:00:00Z","updatedAt":"2025-05-19T10:00:00Z"}}`
+	a, err := p.Parse([]byte(canonicalBody), received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Parse([]byte(legacyBody), received)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(a, b) {
+		t.Fatalf("dialects differ:\n canonical %+v\n legacy    %+v", a, b)
+	}
+	del1, err1 := p.Parse([]byte(`{"event_type":"contact.deleted","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"c-9","acme_first_name":"x"}}`), received)
+	del2, err2 := p.Parse([]byte(`{"event":"contact.deleted","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"c-9","deletedAt":"2025-05-19T10:00:00Z"}}`), received)
+	if err1 != nil || err2 != nil || !reflect.DeepEqual(del1, del2) || del1.Data.FirstName != "" {
+		t.Fatalf("deletes: %+v %v / %+v %v", del1, err1, del2, err2)
+	}
+}
+
+func problemPaths(t *testing.T, err error) []string {
+	t.Helper()
+	e, ok := err.(*acmecrm.Error)
+	if !ok || e.Code != "INVALID_INPUT" {
+		t.Fatalf("err = %v, want INVALID_INPUT", err)
+	}
+	var paths []string
+	for _, fe := range e.Details.(map[string]any)["errors"].([]acmecrm.FieldError) {
+		paths = append(paths, fe.Path)
+	}
+	return paths
+}
+
+func TestSchemaErrorsListEveryPath(t *testing.T) {
+	t.Parallel()
+	p := newParser(t)
+	_, err := p.Parse([]byte(`{"event_type":"contact.created","event_id":"","timestamp":"yesterday",
+	  "data":{"contact_id":"1","acme_first_name":"","acme_email":"not-an-email","acme_phone":5,
+	  "acme_tags":["ok",""],"acme_status":"Zombie","acme_custom_fields":{"deep":{"x":1}}}}`), received)
+	got := strings.Join(problemPaths(t, err), " ")
+	for _, want := range []string{"event_id", "timestamp", "data.acme_first_name", "data", "data.acme_email", "data.acme_phone", "data.acme_tags.1", "data.acme_status", "data.acme_custom_fields.deep"} {
+		if !strings.Contains(" "+got+" ", " "+want+" ") {
+			t.Errorf("no problem at %s in %q", want, got)
+		}
+	}
+	for name, body := range map[string]string{
+		"missing envelope":  `{}`,
+		"data not object":   `{"event_type":"contact.deleted","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":[]}`,
+		"delete without id": `{"event_type":"contact.deleted","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{}}`,
+		"array":             `[1,2]`,
+		"long event id":     `{"event_type":"contact.deleted","event_id":"` + strings.Repeat("e", 256) + `","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1"}}`,
+	} {
+		if _, err := p.Parse([]byte(body), received); code(err) != "INVALID_INPUT" {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	for _, body := range []string{``, `{`, `{"a":}`, "\xff"} {
+		if _, err := p.Parse([]byte(body), received); code(err) != "MALFORMED_JSON" {
+			t.Errorf("%q: %v", body, err)
+		}
+	}
+}
+
+func TestUnknownEventTypeParsesForIgnoring(t *testing.T) {
+	t.Parallel()
+	ev, err := newParser(t).Parse([]byte(`{"event_type":"contact.merged","event_id":"e1","timestamp":"2025-05-19T10:00:00Z","data":{"whatever":1}}`), received)
+	if err != nil || ev.EventType != "contact.merged" || acmecrm.KnownEventType(ev.EventType) {
+		t.Fatalf("%+v %v", ev, err)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co"}}`))
+	f.Add([]byte(`{"event":"contact.deleted","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1"}}`))
+	f.Add([]byte(`{"event_type":1}`))
+	p := newParser(f)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		ev, err := p.Parse(body, received)
+		if err != nil {
+			if c := code(err); c != "INVALID_INPUT" && c != "MALFORMED_JSON" {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		// Whatever is accepted has the fields the pipeline relies on.
+		if ev.EventID == "" || ev.EventType == "" || ev.OccurredAt.IsZero() {
+			t.Fatalf("accepted an incomplete event: %+v", ev)
+		}
+		if acmecrm.KnownEventType(ev.EventType) && ev.ContactID == "" {
+			t.Fatalf("accepted a contact event without contact id: %+v", ev)
+		}
+		if _, err := json.Marshal(ev); err != nil {
+			t.Fatalf("cannot encode the event: %v", err)
+		}
+	})
+}
