@@ -17,6 +17,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/httpapi"
 	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
 // envVar documents one configuration variable. The table below is the single
@@ -33,6 +34,9 @@ const (
 	demoAdminUsername = "admin@acmecrm.com"
 	demoAdminPassword = "admin123"
 )
+
+// defaultWebhookSecret is accepted only in development.
+const defaultWebhookSecret = "dev-only-webhook-secret"
 
 // defaultJWTSecret is accepted only in development (SPEC §5).
 const defaultJWTSecret = "dev-only-insecure-jwt-secret-change-me"
@@ -71,6 +75,14 @@ var envVars = []envVar{
 	{"RATE_LIMIT_API", "600/1m", "Requests per authenticated user on /api/* (N/duration; bursts up to N)."},
 	{"RATE_LIMIT_LOGIN", "10/1m", "Login attempts per client IP."},
 	{"RATE_LIMIT_PUBLIC", "300/1m", "Requests per client IP on other unauthenticated routes (and refused tokens)."},
+	{"ACME_WEBHOOK_SECRET", defaultWebhookSecret, "Shared secret AcmeCRM signs webhooks with (whsec_<base64> for a Standard Webhooks secret). Must be set outside development."},
+	{"ACME_WEBHOOK_PREVIOUS_SECRETS", "", "Comma-separated secrets still accepted during a rotation."},
+	{"ACME_WEBHOOK_MAX_AGE", "300000", "Tolerance of the webhook timestamp in milliseconds, both directions."},
+	{"WEBHOOK_MAX_BODY_BYTES", "1048576", "Largest webhook body (413 above)."},
+	{"RATE_LIMIT_WEBHOOK", "3000/1s", "Webhooks per source IP (generous: the CRM sends bursts)."},
+	{"KAFKA_TOPIC_CONTACT_EVENTS", "contact-events", "Topic of the webhook events."},
+	{"INGEST_WRITERS", "4", "Webhook batches committing at once."},
+	{"INGEST_MAX_BATCH", "256", "Most webhooks in one coalesced insert."},
 	{"JWT_SECRET", defaultJWTSecret, "HS256 signing secret, at least 32 bytes outside development."},
 	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h)."},
 	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
@@ -107,6 +119,12 @@ type config struct {
 	RequestTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	GCPercent       int
+	WebhookSecrets  []webhook.Secret
+	WebhookMaxAge   time.Duration
+	WebhookMaxBody  int64
+	EventsTopic     string
+	IngestWriters   int
+	IngestMaxBatch  int
 }
 
 // configError lists every problem found, one per line.
@@ -292,6 +310,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Limits.API = r.policy("RATE_LIMIT_API", "api")
 	c.Limits.Login = r.policy("RATE_LIMIT_LOGIN", "login")
 	c.Limits.Public = r.policy("RATE_LIMIT_PUBLIC", "public")
+	c.Limits.Webhook = r.policy("RATE_LIMIT_WEBHOOK", "webhook")
+	secrets, err := webhook.ParseSecrets(r.str("ACME_WEBHOOK_SECRET"), r.str("ACME_WEBHOOK_PREVIOUS_SECRETS"))
+	if err != nil {
+		r.fail("ACME_WEBHOOK_SECRET", "%v", err)
+	}
+	c.WebhookSecrets = secrets
+	if c.Env != "development" && r.str("ACME_WEBHOOK_SECRET") == defaultWebhookSecret {
+		r.fail("ACME_WEBHOOK_SECRET", "the built-in development secret cannot be used when APP_ENV=%s", c.Env)
+	}
+	c.WebhookMaxAge = time.Duration(r.intRange("ACME_WEBHOOK_MAX_AGE", 1000, 86400000)) * time.Millisecond
+	c.WebhookMaxBody = int64(r.intRange("WEBHOOK_MAX_BODY_BYTES", 1024, 64<<20))
+	c.EventsTopic = r.str("KAFKA_TOPIC_CONTACT_EVENTS")
+	c.IngestWriters = r.intRange("INGEST_WRITERS", 1, 64)
+	c.IngestMaxBatch = r.intRange("INGEST_MAX_BATCH", 1, 10000)
 	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))
 	c.RequestTimeout = r.duration("REQUEST_TIMEOUT")
 	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT")

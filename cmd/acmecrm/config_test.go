@@ -16,10 +16,11 @@ func env(vars map[string]string) func(string) string {
 // validEnv is a production configuration that passes every check.
 func validEnv() map[string]string {
 	return map[string]string{
-		"JWT_SECRET":    strings.Repeat("s", 32),
-		"DATABASE_URL":  "postgres://u:p@db:5432/acmecrm",
-		"REDIS_URL":     "redis://cache:6379/0",
-		"KAFKA_BROKERS": "k1:9092,k2:9092",
+		"JWT_SECRET":          strings.Repeat("s", 32),
+		"ACME_WEBHOOK_SECRET": "a-real-webhook-secret",
+		"DATABASE_URL":        "postgres://u:p@db:5432/acmecrm",
+		"REDIS_URL":           "redis://cache:6379/0",
+		"KAFKA_BROKERS":       "k1:9092,k2:9092",
 	}
 }
 
@@ -173,5 +174,27 @@ func TestEnvExampleMatchesConfig(t *testing.T) {
 	}
 	for name := range documented {
 		t.Errorf(".env.example documents %s, which the code does not read", name)
+	}
+}
+
+func TestWebhookSecretRules(t *testing.T) {
+	t.Parallel()
+	e := validEnv()
+	delete(e, "ACME_WEBHOOK_SECRET") // the built-in development secret
+	if _, err := loadConfig(env(e)); err == nil || !strings.Contains(err.Error(), "ACME_WEBHOOK_SECRET") {
+		t.Errorf("default webhook secret in production: %v", err)
+	}
+	e["APP_ENV"] = "development"
+	if _, err := loadConfig(env(e)); err != nil {
+		t.Errorf("default webhook secret in development: %v", err)
+	}
+	e["ACME_WEBHOOK_SECRET"], e["ACME_WEBHOOK_PREVIOUS_SECRETS"] = "whsec_not*base64", ""
+	if _, err := loadConfig(env(e)); err == nil {
+		t.Error("a malformed whsec_ secret was accepted")
+	}
+	e["ACME_WEBHOOK_SECRET"], e["ACME_WEBHOOK_PREVIOUS_SECRETS"] = "new", "old1, old2"
+	c, err := loadConfig(env(e))
+	if err != nil || len(c.WebhookSecrets) != 3 || c.WebhookSecrets[2].ID != "previous-2" || string(c.WebhookSecrets[2].Key) != "old2" {
+		t.Errorf("rotation secrets: %+v %v", c.WebhookSecrets, err)
 	}
 }

@@ -19,9 +19,11 @@ import (
 
 	"github.com/acmecrm/acmecrm/internal/auth"
 	"github.com/acmecrm/acmecrm/internal/httpapi"
+	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
 const serveUsage = `Usage: acmecrm serve [--roles api,relay,consumer,simulator]
@@ -175,13 +177,29 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	if err := ensureAdmin(ctx, store, cfg, logger); err != nil {
 		return err
 	}
+	parser, err := webhook.NewParser()
+	if err != nil {
+		return err
+	}
+	// The batcher outlives the HTTP server: requests in flight during the
+	// graceful shutdown still need their commits.
+	batcher := ingest.New(store, ingest.Options{Topic: cfg.EventsTopic, Writers: cfg.IngestWriters, MaxBatch: cfg.IngestMaxBatch})
+	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
+	ingestDone := make(chan struct{})
+	go func() { _ = batcher.Run(ingestCtx); close(ingestDone) }()
+	defer func() { stopIngest(); <-ingestDone }()
+
 	handler := httpapi.NewServer(httpapi.Options{
-		Logger:         logger,
-		Version:        version,
-		MaxBodyBytes:   cfg.MaxBodyBytes,
-		RequestTimeout: cfg.RequestTimeout,
-		Store:          store,
-		Auth:           newAuth(cfg, d.redis),
+		Logger:              logger,
+		Version:             version,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		WebhookMaxBodyBytes: cfg.WebhookMaxBody,
+		RequestTimeout:      cfg.RequestTimeout,
+		Verifier:            &webhook.Verifier{Secrets: cfg.WebhookSecrets, MaxAge: cfg.WebhookMaxAge, Now: time.Now},
+		Parser:              parser,
+		Ingest:              batcher,
+		Store:               store,
+		Auth:                newAuth(cfg, d.redis),
 		Limiter: ratelimit.New(d.redis, cfg.RedisKeyPrefix, func(policy string, err error) {
 			logger.Warn("rate limiter fell back to memory", "policy", policy, "err", err)
 		}),

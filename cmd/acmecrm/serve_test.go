@@ -16,6 +16,7 @@ import (
 
 	"github.com/acmecrm/acmecrm/internal/devstack"
 	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
 func freeAddr(t *testing.T) string {
@@ -64,28 +65,25 @@ func startService(t *testing.T, vars map[string]string, args ...string) *service
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
-	errc := make(chan error, 1)
-	go func() { errc <- run(ctx, args, env(vars), out, out) }()
-	var once sync.Once
+	done := make(chan struct{})
 	var runErr error
+	go func() { runErr = run(ctx, args, env(vars), out, out); close(done) }()
 	stop := func() error {
-		once.Do(func() {
-			cancel()
-			select {
-			case runErr = <-errc:
-			case <-time.After(60 * time.Second):
-				runErr = fmt.Errorf("service did not stop within 60s")
-			}
-		})
-		return runErr
+		cancel()
+		select {
+		case <-done:
+			return runErr
+		case <-time.After(60 * time.Second):
+			return fmt.Errorf("service did not stop within 60s")
+		}
 	}
 	t.Cleanup(func() { _ = stop() })
 	s := &service{base: "http://" + addr, stop: stop, out: out}
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		select {
-		case err := <-errc:
-			t.Fatalf("service exited during start-up: %v\n%s", err, out.String())
+		case <-done:
+			t.Fatalf("service exited during start-up: %v\n%s", runErr, out.String())
 		default:
 		}
 		if resp, err := http.Get(s.base + "/readyz"); err == nil {
@@ -107,12 +105,13 @@ func testEnv(t *testing.T) map[string]string {
 	redisURL, _ := infratest.Redis(t)
 	k := infratest.Kafka(t)
 	return map[string]string{
-		"APP_ENV":       "test",
-		"JWT_SECRET":    strings.Repeat("k", 32),
-		"DATABASE_URL":  infratest.DatabaseURL(t),
-		"REDIS_URL":     redisURL,
-		"KAFKA_BROKERS": strings.Join(k.Brokers(), ","),
-		"LOG_LEVEL":     "warn",
+		"APP_ENV":             "test",
+		"JWT_SECRET":          strings.Repeat("k", 32),
+		"ACME_WEBHOOK_SECRET": "test-webhook-secret",
+		"DATABASE_URL":        infratest.DatabaseURL(t),
+		"REDIS_URL":           redisURL,
+		"KAFKA_BROKERS":       strings.Join(k.Brokers(), ","),
+		"LOG_LEVEL":           "warn",
 	}
 }
 
@@ -158,6 +157,20 @@ func TestServeEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
 		t.Errorf("POST /health: %d Allow=%q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+
+	// A signed webhook is accepted and committed.
+	body := `{"event_type":"contact.deleted","event_id":"evt_e2e","timestamp":"2025-05-19T00:00:00Z","data":{"contact_id":"1"}}`
+	req, _ := http.NewRequest("POST", s.base+"/api/webhooks", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	webhook.AcmeHeaders(req.Header, time.Now(), []byte(body), []byte("test-webhook-secret"))
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 202 {
+		t.Errorf("signed webhook: %d", resp.StatusCode)
 	}
 
 	// Graceful shutdown: run returns nil and the port is released.

@@ -19,9 +19,10 @@ import (
 
 // Limits are the rate-limit policies of SPEC §5.
 type Limits struct {
-	API    ratelimit.Policy // per authenticated user on /api/*
-	Login  ratelimit.Policy // per client IP on POST /api/auth/login
-	Public ratelimit.Policy // per client IP on other unauthenticated routes
+	API     ratelimit.Policy // per authenticated user on /api/*
+	Login   ratelimit.Policy // per client IP on POST /api/auth/login
+	Public  ratelimit.Policy // per client IP on other unauthenticated routes
+	Webhook ratelimit.Policy // per source IP on the webhook receiver
 }
 
 const identityKey ctxKey = 100

@@ -91,6 +91,9 @@ func writeEnvelopeStatus(w http.ResponseWriter, r *http.Request, now func() time
 	if details == nil {
 		details = struct{}{}
 	}
+	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "5") // a 503 is temporary: tell senders when to come back
+	}
 	encode(w, status, errorBody{Error: errorDetail{
 		Message:   message,
 		Type:      typ,

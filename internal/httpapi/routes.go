@@ -10,8 +10,10 @@ import (
 func addRoutes(mux *http.ServeMux, opts Options) {
 	started := opts.Now()
 	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, logger: opts.Logger, now: opts.Now}
-	user := func(h http.Handler) http.Handler { return g.authenticated("", h) }
-	public := func(h http.Handler) http.Handler { return g.limitByIP(opts.Limits.Public, h) }
+	// Bodies are capped before anything reads them.
+	body := func(h http.Handler) http.Handler { return limitBody(h, opts.MaxBodyBytes, opts.Now) }
+	user := func(h http.Handler) http.Handler { return body(g.authenticated("", h)) }
+	public := func(h http.Handler) http.Handler { return body(g.limitByIP(opts.Limits.Public, h)) }
 
 	// Probes are not rate limited: orchestrators must always reach them.
 	mux.Handle("GET /healthz", handleLiveness())
@@ -19,7 +21,7 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("GET /health", public(handleHealth(opts.Version, started, opts.Now)))
 
 	// Authentication (SPEC §5).
-	mux.Handle("POST /api/auth/login", g.limitByIP(opts.Limits.Login, handleLogin(opts.Store, opts.Auth, opts.Logger, opts.Now)))
+	mux.Handle("POST /api/auth/login", body(g.limitByIP(opts.Limits.Login, handleLogin(opts.Store, opts.Auth, opts.Logger, opts.Now))))
 	mux.Handle("POST /api/auth/refresh", user(handleRefresh(opts.Store, opts.Auth, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/auth/logout", user(handleLogout(opts.Auth, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/auth/logout-all", user(handleLogoutAll(opts.Auth, opts.Logger, opts.Now)))
@@ -35,8 +37,16 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("PATCH /api/contacts/{id}", user(c.patch()))
 	mux.Handle("DELETE /api/contacts/{id}", user(c.delete()))
 
+	// Webhooks (SPEC §3): the receiver is authenticated by its signature and
+	// limited per source; the audit API needs a token.
+	mux.Handle("POST /api/webhooks", limitBody(g.limitByIP(opts.Limits.Webhook,
+		handleWebhook(opts.Verifier, opts.Parser, opts.Ingest, opts.Logger, opts.Now)), opts.WebhookMaxBodyBytes, opts.Now))
+	mux.Handle("GET /api/webhooks", user(handleListWebhooks(opts.Store, false, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/webhooks/pending", user(handleListWebhooks(opts.Store, true, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/webhooks/{eventId}", user(handleGetWebhook(opts.Store, opts.Logger, opts.Now)))
+
 	// Administration (admin role).
-	admin := func(h http.Handler) http.Handler { return g.authenticated(auth.RoleAdmin, h) }
+	admin := func(h http.Handler) http.Handler { return body(g.authenticated(auth.RoleAdmin, h)) }
 	mux.Handle("GET /api/admin/users", admin(handleListUsers(opts.Store, opts.Logger, opts.Now)))
 
 	// Everything else: 404, or 405 with Allow when the path exists under

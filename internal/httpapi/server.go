@@ -11,8 +11,10 @@ import (
 	"time"
 
 	"github.com/acmecrm/acmecrm/internal/auth"
+	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
 // Check is a readiness probe of one dependency.
@@ -26,8 +28,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Version is reported by /health.
 	Version string
-	// MaxBodyBytes caps every request body (413 above it).
-	MaxBodyBytes int64
+	// MaxBodyBytes caps the REST API's request bodies (413 above it);
+	// WebhookMaxBodyBytes the receiver's.
+	MaxBodyBytes        int64
+	WebhookMaxBodyBytes int64
 	// RequestTimeout bounds each request's context (504 when exceeded).
 	RequestTimeout time.Duration
 	// Checks are run by /readyz.
@@ -41,6 +45,11 @@ type Options struct {
 	Auth    *auth.Service
 	Limiter *ratelimit.Limiter
 	Limits  Limits
+
+	// Verifier, Parser and Ingest serve the webhook receiver.
+	Verifier *webhook.Verifier
+	Parser   *webhook.Parser
+	Ingest   *ingest.Batcher
 }
 
 // NewServer returns the service's root handler: every route of routes.go
@@ -55,7 +64,6 @@ func NewServer(opts Options) http.Handler {
 	mux := http.NewServeMux()
 	addRoutes(mux, opts)
 	var h http.Handler = recordRoute(mux)
-	h = limitBody(h, opts.MaxBodyBytes, opts.Now)
 	h = withTimeout(h, opts.RequestTimeout)
 	h = recoverPanics(h, opts.Logger, opts.Now)
 	h = logAccess(h, opts.Logger)

@@ -17,8 +17,10 @@ import (
 
 	"github.com/acmecrm/acmecrm/internal/auth"
 	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
 func TestMain(m *testing.M) { infratest.Main(m) }
@@ -36,17 +38,25 @@ type bundle struct {
 }
 
 type setupOpts struct {
-	redisURL string // default: the run's shared Redis
-	limits   *Limits
-	checks   []Check
-	ttl      time.Duration
+	redisURL    string // default: the run's shared Redis
+	databaseURL string // default: a fresh database of the shared server
+	limits      *Limits
+	checks      []Check
+	ttl         time.Duration
 }
 
 var generousLimits = Limits{
-	API:    ratelimit.Policy{Name: "api", Limit: 100000, Period: time.Minute},
-	Login:  ratelimit.Policy{Name: "login", Limit: 100000, Period: time.Minute},
-	Public: ratelimit.Policy{Name: "public", Limit: 100000, Period: time.Minute},
+	API:     ratelimit.Policy{Name: "api", Limit: 100000, Period: time.Minute},
+	Login:   ratelimit.Policy{Name: "login", Limit: 100000, Period: time.Minute},
+	Public:  ratelimit.Policy{Name: "public", Limit: 100000, Period: time.Minute},
+	Webhook: ratelimit.Policy{Name: "webhook", Limit: 100000, Period: time.Minute},
 }
+
+// Webhook secrets of the test server.
+var (
+	webhookSecret  = []byte("test-webhook-secret")
+	previousSecret = []byte("previous-webhook-secret")
+)
 
 // Test users' passwords.
 const (
@@ -67,7 +77,15 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	if o.ttl == 0 {
 		o.ttl = time.Hour
 	}
-	pool := infratest.Pool(t)
+	dbURL := o.databaseURL
+	if dbURL == "" {
+		dbURL = infratest.DatabaseURL(t)
+	}
+	pool, err := postgres.Open(context.Background(), dbURL, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
 	redisURL, prefix := infratest.Redis(t)
 	if o.redisURL != "" {
@@ -82,11 +100,24 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	t.Cleanup(func() { rdb.Close() })
 	a := auth.New(auth.Config{Secret: []byte(strings.Repeat("s", 32)), Issuer: "acmecrm", Audience: "acmecrm-api", TTL: o.ttl, KeyPrefix: prefix}, rdb)
 	lim := ratelimit.New(rdb, prefix, nil)
+	parser, err := webhook.NewParser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	batcher := ingest.New(store, ingest.Options{Topic: "contact-events"})
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { _ = batcher.Run(ctx); close(stopped) }()
 	srv := httptest.NewServer(NewServer(Options{
-		Logger: slog.New(slog.DiscardHandler), Version: "test", MaxBodyBytes: 64 << 10, RequestTimeout: 10 * time.Second,
-		Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
+		Logger: slog.New(slog.DiscardHandler), Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
+		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
+		Verifier: &webhook.Verifier{
+			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
+			MaxAge:  5 * time.Minute, Now: time.Now,
+		},
+		Parser: parser, Ingest: batcher,
 	}))
-	t.Cleanup(srv.Close)
+	t.Cleanup(func() { srv.Close(); cancel(); <-stopped })
 	b := &bundle{t: t, srv: srv, store: store, rdb: rdb, auth: a, prefix: prefix}
 	b.addUser("admin@acmecrm.com", adminPassword, auth.RoleAdmin)
 	b.addUser("user@acmecrm.com", userPassword, auth.RoleUser)
@@ -198,4 +229,11 @@ func (b *bundle) create(body map[string]any) map[string]any {
 		b.t.Fatalf("create: %d %s", r.status, r.body)
 	}
 	return r.data()
+}
+
+func jsonUnmarshal(b []byte, v any) error {
+	if len(b) == 0 {
+		return nil
+	}
+	return json.Unmarshal(b, v)
 }

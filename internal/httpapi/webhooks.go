@@ -1,0 +1,199 @@
+package httpapi
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/acmecrm/acmecrm"
+	"github.com/acmecrm/acmecrm/internal/ingest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/webhook"
+)
+
+// keptHeaders are the request headers stored with a webhook, for audit.
+var keptHeaders = []string{
+	"Content-Type", "User-Agent", "X-Request-ID",
+	webhook.HeaderAcmeTimestamp, webhook.HeaderAcmeSignature,
+	webhook.HeaderID, webhook.HeaderTimestamp, webhook.HeaderSignature,
+}
+
+// handleWebhook is POST /api/webhooks (SPEC §3): content type → body size →
+// signature → payload, then the event is committed (coalesced with
+// concurrent ones) before 202 is sent. Bodies and secrets are never logged.
+func handleWebhook(v *webhook.Verifier, p *webhook.Parser, b *ingest.Batcher, logger *slog.Logger, now func() time.Time) http.Handler {
+	type accepted struct {
+		Message   string `json:"message"`
+		EventID   string `json:"eventId"`
+		Status    string `json:"status"`
+		Timestamp string `json:"timestamp"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := readJSONBody(r)
+		if err != nil && acmecrm.ErrorKind(err) == acmecrm.KindInvalid {
+			body, err = []byte{}, nil // an empty body is judged by its signature first
+		}
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		verified, err := v.Verify(r.Header, body)
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		received := now()
+		ev, err := p.Parse(body, received)
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		headers := make(map[string]string, len(keptHeaders))
+		for _, h := range keptHeaders {
+			if val := r.Header.Get(h); val != "" {
+				headers[h] = val
+			}
+		}
+		outcome, err := b.Record(r.Context(), postgres.IncomingEvent{
+			Event: ev, Scheme: verified.Scheme, SecretID: verified.SecretID, Headers: headers, RawBody: body,
+		})
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		encode(w, http.StatusAccepted, accepted{
+			Message: "Webhook accepted", EventID: ev.EventID, Status: outcome,
+			Timestamp: received.UTC().Format(time.RFC3339Nano),
+		})
+	})
+}
+
+// eventJSON is one stored webhook in the audit API.
+type eventJSON struct {
+	postgres.WebhookEvent
+	History []historyJSON `json:"history"`
+	// RawBody is the body byte-exact: as text when it is UTF-8, else base64
+	// (RawBodyEncoding tells which).
+	RawBody         *string `json:"rawBody,omitempty"`
+	RawBodyEncoding string  `json:"rawBodyEncoding,omitempty"`
+	// ProcessingMs is received → processed, once processed.
+	ProcessingMs *float64 `json:"processingMs"`
+}
+
+type historyJSON struct {
+	Status string    `json:"status"`
+	At     time.Time `json:"at"`
+}
+
+func toEventJSON(e postgres.WebhookEvent, withBody bool) eventJSON {
+	out := eventJSON{WebhookEvent: e, History: []historyJSON{{"received", e.ReceivedAt}}}
+	add := func(status string, at *time.Time) {
+		if at != nil {
+			out.History = append(out.History, historyJSON{status, *at})
+		}
+	}
+	add("published", e.PublishedAt)
+	add("failed", e.FailedAt)
+	add("processed", e.ProcessedAt)
+	add("dead", e.DeadAt)
+	if e.Status == "ignored" {
+		out.History = append(out.History, historyJSON{"ignored", e.ReceivedAt})
+	}
+	if e.ProcessedAt != nil {
+		ms := float64(e.ProcessedAt.Sub(e.ReceivedAt).Microseconds()) / 1000
+		out.ProcessingMs = &ms
+	}
+	if withBody {
+		s, enc := string(e.RawBody), "utf-8"
+		if !utf8.Valid(e.RawBody) {
+			s, enc = base64.StdEncoding.EncodeToString(e.RawBody), "base64"
+		}
+		out.RawBody, out.RawBodyEncoding = &s, enc
+	}
+	return out
+}
+
+// cursors are opaque to clients: the internal id, encoded.
+func encodeCursor(id int64) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(id))
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func decodeCursor(s string) (int64, bool) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 8 {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(b)), true
+}
+
+var webhookStatuses = map[string]bool{"received": true, "published": true, "processed": true, "failed": true, "dead": true, "ignored": true}
+
+// handleListWebhooks is the event audit list (GET /api/webhooks and, with
+// pending, GET /api/webhooks/pending).
+func handleListWebhooks(store *postgres.Store, pending bool, logger *slog.Logger, now func() time.Time) http.Handler {
+	type page struct {
+		Data       []eventJSON `json:"data"`
+		NextCursor *string     `json:"nextCursor"`
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		var p acmecrm.Problems
+		wq := postgres.WebhookQuery{Status: q.Get("status"), Type: q.Get("type"), ContactID: q.Get("contactId"), Pending: pending, Limit: 50}
+		if wq.Status != "" && !webhookStatuses[wq.Status] {
+			p.Add("status", "must be one of received, published, processed, failed, dead, ignored")
+		}
+		if s := q.Get("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 || n > 500 {
+				p.Add("limit", "must be a whole number from 1 to 500")
+			}
+			wq.Limit = n
+		}
+		if c := q.Get("cursor"); c != "" {
+			id, ok := decodeCursor(c)
+			if !ok {
+				p.Add("cursor", "is not a cursor this API returned")
+			}
+			wq.Before = id
+		}
+		if len(wq.Type) > 100 || len(wq.ContactID) > 255 {
+			p.Add("type", "filters must be short strings")
+		}
+		if err := p.Err("invalid query parameters"); err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		evs, err := store.WebhookEvents(r.Context(), wq)
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		out := page{Data: make([]eventJSON, len(evs))}
+		for i, e := range evs {
+			out.Data[i] = toEventJSON(e, false)
+		}
+		if len(evs) == wq.Limit {
+			c := encodeCursor(evs[len(evs)-1].ID)
+			out.NextCursor = &c
+		}
+		encode(w, http.StatusOK, out)
+	})
+}
+
+// handleGetWebhook is one stored webhook with its raw body and history.
+func handleGetWebhook(store *postgres.Store, logger *slog.Logger, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e, err := store.WebhookEvent(r.Context(), r.PathValue("eventId"))
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		encode(w, http.StatusOK, map[string]any{"data": toEventJSON(e, true)})
+	})
+}

@@ -1,0 +1,293 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acmecrm/acmecrm/internal/devstack"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/webhook"
+)
+
+func createdBody(eventID, contactID, ts string) string {
+	return fmt.Sprintf(`{"event_type":"contact.created","event_id":%q,"timestamp":%q,"data":{"contact_id":%q,`+
+		`"acme_first_name":"John","acme_last_name":"Doe","acme_email":"john.doe@example.com","acme_status":"Active"}}`, eventID, ts, contactID)
+}
+
+// post sends body signed with key at time at; extra headers override.
+func (b *bundle) post(body string, key []byte, at time.Time, extra ...string) response {
+	b.t.Helper()
+	req, err := http.NewRequest("POST", b.srv.URL+"/api/webhooks", strings.NewReader(body))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != nil {
+		webhook.AcmeHeaders(req.Header, at, []byte(body), key)
+	}
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := response{status: resp.StatusCode, header: resp.Header}
+	out.body, _ = io.ReadAll(resp.Body)
+	_ = jsonUnmarshal(out.body, &out.json)
+	return out
+}
+
+func (b *bundle) count(sql string, args ...any) int {
+	b.t.Helper()
+	var n int
+	if err := b.store.Pool().QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		b.t.Fatal(err)
+	}
+	return n
+}
+
+func TestWebhookAcceptedAndStoredByteExact(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	// Odd spacing and key order: the raw bytes are what is signed and kept.
+	body := "{ \"event_id\":\"evt_1\",  \"event_type\":\"contact.created\",\"timestamp\":\"2025-05-17T17:06:39-07:00\",\n" +
+		"\"data\":{\"contact_id\":\"1234\",\"acme_first_name\":\"John\",\"acme_last_name\":\"Doe\",\"acme_email\":\"john@example.com\"}}"
+	r := b.post(body, webhookSecret, time.Now(), "User-Agent", "AcmeCRM-Webhooks/1.0")
+	if r.status != 202 || r.json["status"] != "accepted" || r.json["eventId"] != "evt_1" || r.json["message"] != "Webhook accepted" || r.json["timestamp"] == nil {
+		t.Fatalf("webhook: %d %s", r.status, r.body)
+	}
+	var raw []byte
+	var secret, status, scheme, ua string
+	err := b.store.Pool().QueryRow(context.Background(),
+		`SELECT raw_body, secret_id, status, scheme, headers->>'User-Agent' FROM webhook_events WHERE event_id = 'evt_1'`).Scan(&raw, &secret, &status, &scheme, &ua)
+	if err != nil || !bytes.Equal(raw, []byte(body)) || secret != "current" || status != "received" || scheme != "acme" || ua != "AcmeCRM-Webhooks/1.0" {
+		t.Fatalf("stored: %q %s %s %s %q %v", raw, secret, status, scheme, ua, err)
+	}
+	var topic, key, msg string
+	err = b.store.Pool().QueryRow(context.Background(), `SELECT topic, key, convert_from(payload, 'UTF8') FROM outbox`).Scan(&topic, &key, &msg)
+	if err != nil || topic != "contact-events" || key != "1234" || !strings.Contains(msg, `"event_id":"evt_1"`) ||
+		!strings.Contains(msg, `"occurred_at":"2025-05-18T00:06:39Z"`) || !strings.Contains(msg, `"source":"acmecrm"`) {
+		t.Fatalf("outbox: %s %s %s %v", topic, key, msg, err)
+	}
+	// The previous secret is accepted during a rotation, and recorded.
+	r = b.post(createdBody("evt_2", "1235", "2025-05-17T17:06:40Z"), previousSecret, time.Now())
+	if r.status != 202 || b.count(`SELECT count(*) FROM webhook_events WHERE event_id = 'evt_2' AND secret_id = 'previous-1'`) != 1 {
+		t.Errorf("previous secret: %d %s", r.status, r.body)
+	}
+	// The legacy dialect and the Standard Webhooks scheme work too.
+	legacy := `{"event":"contact.deleted","id":"evt_3","timestamp":"2025-05-19T00:00:00Z","data":{"id":"1234","deletedAt":"2025-05-19T00:00:00Z"}}`
+	now := time.Now()
+	r = b.post(legacy, nil, now, webhook.HeaderID, "msg_3", webhook.HeaderTimestamp, fmt.Sprint(now.Unix()),
+		webhook.HeaderSignature, webhook.SignStandard("msg_3", now.Unix(), []byte(legacy), webhookSecret))
+	if r.status != 202 || r.json["status"] != "accepted" {
+		t.Errorf("legacy + standard webhooks: %d %s", r.status, r.body)
+	}
+}
+
+func TestWebhookDuplicates(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := createdBody("evt_dup", "c1", "2025-05-17T17:06:39Z")
+	if r := b.post(body, webhookSecret, time.Now()); r.status != 202 || r.json["status"] != "accepted" {
+		t.Fatalf("first: %d %s", r.status, r.body)
+	}
+	// A re-delivery (fresh signature, same event id) is recognised.
+	if r := b.post(body, webhookSecret, time.Now()); r.status != 202 || r.json["status"] != "duplicate" {
+		t.Fatalf("second: %d %s", r.status, r.body)
+	}
+	// 50 copies at once: exactly one is accepted, one outbox row in all.
+	body = createdBody("evt_race", "c2", "2025-05-17T17:06:39Z")
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	counts := map[string]int{}
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := b.post(body, webhookSecret, time.Now())
+			mu.Lock()
+			counts[fmt.Sprintf("%d %v", r.status, r.json["status"])]++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if counts["202 accepted"] != 1 || counts["202 duplicate"] != 49 {
+		t.Fatalf("concurrent copies: %v", counts)
+	}
+	if n := b.count(`SELECT count(*) FROM outbox WHERE convert_from(payload, 'UTF8') LIKE '%evt_race%'`); n != 1 {
+		t.Errorf("outbox rows for the raced event: %d", n)
+	}
+	if n := b.count(`SELECT count(*) FROM outbox`); n != 2 {
+		t.Errorf("outbox rows: %d, want 2", n)
+	}
+}
+
+func TestWebhookRejections(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	good := createdBody("evt_r", "c1", "2025-05-17T17:06:39Z")
+	now := time.Now()
+	cases := []struct {
+		name   string
+		resp   response
+		status int
+		code   string
+	}{
+		{"unsigned", b.post(good, nil, now), 401, "MISSING_SIGNATURE"},
+		{"wrong secret", b.post(good, []byte("guess"), now), 401, "INVALID_SIGNATURE"},
+		{"stale", b.post(good, webhookSecret, now.Add(-10*time.Minute)), 401, "INVALID_TIMESTAMP"},
+		{"future", b.post(good, webhookSecret, now.Add(10*time.Minute)), 401, "INVALID_TIMESTAMP"},
+		{"malformed signature", b.post(good, nil, now, webhook.HeaderAcmeTimestamp, webhook.FormatTimestamp(now), webhook.HeaderAcmeSignature, "sha256=zz"), 401, "INVALID_SIGNATURE"},
+		{"empty body", b.post("", webhookSecret, now), 400, "MALFORMED_JSON"},
+		{"malformed JSON", b.post(`{"event_type":`, webhookSecret, now), 400, "MALFORMED_JSON"},
+		{"schema", b.post(`{"event_type":"contact.created","event_id":"e","timestamp":"x","data":{"contact_id":"1"}}`, webhookSecret, now), 400, "INVALID_INPUT"},
+		{"not JSON", b.post(good, webhookSecret, now, "Content-Type", "text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"too large", b.post(`{"event_type":"x","pad":"`+strings.Repeat("a", 40<<10)+`"}`, webhookSecret, now), 413, "PAYLOAD_TOO_LARGE"},
+	}
+	for _, c := range cases {
+		if c.resp.status != c.status || c.resp.errCode() != c.code {
+			t.Errorf("%s: %d %s, want %d %s", c.name, c.resp.status, c.resp.body, c.status, c.code)
+		}
+	}
+	r := b.post(`{"event_type":"contact.created","event_id":"e","timestamp":"x","data":{"contact_id":"1","acme_email":"bad"}}`, webhookSecret, now)
+	for _, path := range []string{"timestamp", "data.acme_email", "data"} {
+		if !strings.Contains(string(r.body), `"path":"`+path+`"`) {
+			t.Errorf("schema error lacks %s: %s", path, r.body)
+		}
+	}
+	if n := b.count(`SELECT count(*) FROM webhook_events`) + b.count(`SELECT count(*) FROM outbox`); n != 0 {
+		t.Errorf("rejected webhooks wrote %d rows", n)
+	}
+}
+
+func TestUnknownEventTypeIsIgnored(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	body := `{"event_type":"contact.merged","event_id":"evt_m","timestamp":"2025-05-19T00:00:00Z","data":{"into":"2"}}`
+	r := b.post(body, webhookSecret, time.Now())
+	if r.status != 202 || r.json["status"] != "ignored" {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if b.count(`SELECT count(*) FROM webhook_events WHERE event_id = 'evt_m' AND status = 'ignored'`) != 1 || b.count(`SELECT count(*) FROM outbox`) != 0 {
+		t.Error("an ignored event must be stored and not published")
+	}
+}
+
+// PostgreSQL stopped: 503 with Retry-After (never 2xx or 4xx), and after it
+// comes back nothing of the refused webhook is there.
+func TestWebhookWhenPostgresIsDown(t *testing.T) {
+	t.Parallel()
+	dir, err := devstack.TempDir("acmecrm-webhook-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx := context.Background()
+	pg, err := devstack.StartPostgres(ctx, devstack.PostgresOptions{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	pool, err := postgres.Open(ctx, pg.URL("postgres"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	b := setup(t, setupOpts{databaseURL: pg.URL("postgres")})
+	if r := b.post(createdBody("evt_ok", "c1", "2025-05-17T17:06:39Z"), webhookSecret, time.Now()); r.status != 202 {
+		t.Fatalf("before: %d", r.status)
+	}
+	port := pg.Port()
+	if err := pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r := b.post(createdBody("evt_lost", "c1", "2025-05-17T17:06:40Z"), webhookSecret, time.Now())
+	if r.status != 503 || r.header.Get("Retry-After") == "" || r.errCode() != "SERVICE_UNAVAILABLE" {
+		t.Fatalf("with postgres down: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	pg, err = devstack.StartPostgres(ctx, devstack.PostgresOptions{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	if pg.Port() != port {
+		t.Fatalf("postgres came back on port %d, not %d", pg.Port(), port)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var events, outbox int
+		err := b.store.Pool().QueryRow(ctx, `SELECT (SELECT count(*) FROM webhook_events), (SELECT count(*) FROM outbox)`).Scan(&events, &outbox)
+		if err == nil {
+			if events != 1 || outbox != 1 {
+				t.Fatalf("after restart: %d events, %d outbox rows; want exactly the first webhook", events, outbox)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database not back: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// And the sender's retry now succeeds.
+	if r := b.post(createdBody("evt_lost", "c1", "2025-05-17T17:06:40Z"), webhookSecret, time.Now()); r.status != 202 || r.json["status"] != "accepted" {
+		t.Errorf("retry after recovery: %d %s", r.status, r.body)
+	}
+}
+
+func TestEventAuditAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for i := 0; i < 5; i++ {
+		b.post(createdBody(fmt.Sprintf("evt_a%d", i), fmt.Sprintf("c%d", i%2), "2025-05-17T17:06:39Z"), webhookSecret, time.Now())
+	}
+	b.post(`{"event_type":"contact.merged","event_id":"evt_ign","timestamp":"2025-05-19T00:00:00Z","data":{}}`, webhookSecret, time.Now())
+	if r := b.call("GET", "/api/webhooks", "", nil); r.status != 401 {
+		t.Errorf("audit without token: %d", r.status)
+	}
+	r := b.call("GET", "/api/webhooks?limit=4", b.user, nil)
+	data := r.json["data"].([]any)
+	if r.status != 200 || len(data) != 4 || r.json["nextCursor"] == nil || data[0].(map[string]any)["eventId"] != "evt_ign" {
+		t.Fatalf("page 1: %d %s", r.status, r.body)
+	}
+	r2 := b.call("GET", "/api/webhooks?limit=4&cursor="+r.json["nextCursor"].(string), b.user, nil)
+	if d := r2.json["data"].([]any); len(d) != 2 || r2.json["nextCursor"] != nil || d[1].(map[string]any)["eventId"] != "evt_a0" {
+		t.Fatalf("page 2: %s", r2.body)
+	}
+	if r := b.call("GET", "/api/webhooks?contactId=c1&type=contact.created", b.user, nil); len(r.json["data"].([]any)) != 2 {
+		t.Errorf("filters: %s", r.body)
+	}
+	if r := b.call("GET", "/api/webhooks?status=ignored", b.user, nil); len(r.json["data"].([]any)) != 1 {
+		t.Errorf("status filter: %s", r.body)
+	}
+	if r := b.call("GET", "/api/webhooks/pending", b.user, nil); len(r.json["data"].([]any)) != 5 {
+		t.Errorf("pending: %s", r.body)
+	}
+	for _, q := range []string{"status=bogus", "limit=0", "cursor=not-a-cursor"} {
+		if r := b.call("GET", "/api/webhooks?"+q, b.user, nil); r.status != 400 {
+			t.Errorf("%s: %d", q, r.status)
+		}
+	}
+	one := b.call("GET", "/api/webhooks/evt_a3", b.user, nil)
+	d := one.data()
+	hist := d["history"].([]any)
+	if one.status != 200 || d["status"] != "received" || d["secretId"] != "current" || !strings.Contains(d["rawBody"].(string), `"evt_a3"`) ||
+		d["rawBodyEncoding"] != "utf-8" || len(hist) != 1 || d["payload"].(map[string]any)["contact_id"] != "c1" || d["headers"].(map[string]any)["X-Acme-Signature"] == nil {
+		t.Errorf("one event: %d %s", one.status, one.body)
+	}
+	if r := b.call("GET", "/api/webhooks/nope", b.user, nil); r.status != 404 {
+		t.Errorf("unknown: %d", r.status)
+	}
+}
