@@ -160,10 +160,10 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// A signed webhook is accepted and committed.
-	body := `{"event_type":"contact.deleted","event_id":"evt_e2e","timestamp":"2025-05-19T00:00:00Z","data":{"contact_id":"1"}}`
-	req, _ := http.NewRequest("POST", s.base+"/api/webhooks", strings.NewReader(body))
+	whBody := `{"event_type":"contact.deleted","event_id":"evt_e2e","timestamp":"2025-05-19T00:00:00Z","data":{"contact_id":"1"}}`
+	req, _ := http.NewRequest("POST", s.base+"/api/webhooks", strings.NewReader(whBody))
 	req.Header.Set("Content-Type", "application/json")
-	webhook.AcmeHeaders(req.Header, time.Now(), []byte(body), []byte("test-webhook-secret"))
+	webhook.AcmeHeaders(req.Header, time.Now(), []byte(whBody), []byte("test-webhook-secret"))
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
