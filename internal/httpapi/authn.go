@@ -89,6 +89,20 @@ func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 	})
 }
 
+// limitLocally rate-limits per client IP in process memory (the webhook
+// receiver's flood guard; see docs/DECISIONS.md).
+func (g *gate) limitLocally(lim *ratelimit.Local, p ratelimit.Policy, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d := lim.Allow(p, clientIP(r))
+		setRateHeaders(w, d, g.now())
+		if !d.Allowed {
+			deny(w, r, g.now, d)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // bearer extracts the token of an "Authorization: Bearer …" header.
 func bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")

@@ -18,9 +18,9 @@ type Options struct {
 	// Topic receives the outbox rows of known events.
 	Topic string
 	// Writers is how many batches may be committing at once; while one
-	// commits, the next gathers. Default 4.
+	// commits, the next gathers. Default 2.
 	Writers int
-	// MaxBatch caps the rows of one statement. Default 256.
+	// MaxBatch caps the rows of one statement. Default 512.
 	MaxBatch int
 }
 
@@ -44,10 +44,10 @@ type request struct {
 // New returns a Batcher; call Run to start its writers.
 func New(store *postgres.Store, opts Options) *Batcher {
 	if opts.Writers <= 0 {
-		opts.Writers = 4
+		opts.Writers = 2
 	}
 	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 256
+		opts.MaxBatch = 512
 	}
 	return &Batcher{store: store, opts: opts, queue: make(chan *request, opts.MaxBatch*opts.Writers)}
 }

@@ -41,7 +41,7 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 	var (
 		ids, types, contacts, statuses, schemes, secrets []string
 		occurred, received                               []time.Time
-		headers, payloads                                []string
+		headers                                          []string
 		bodies, messages                                 [][]byte
 		index                                            []int
 	)
@@ -74,7 +74,6 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 		secrets = append(secrets, in.SecretID)
 		headers = append(headers, string(h))
 		bodies = append(bodies, in.RawBody)
-		payloads = append(payloads, string(msg))
 		messages = append(messages, msg)
 		index = append(index, i)
 		n++
@@ -82,27 +81,27 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 	rows, err := s.pool.Query(ctx, `
 		WITH input AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-			                     $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::jsonb[], $12::bytea[])
+			                     $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])
 			         WITH ORDINALITY AS t(event_id, event_type, contact_id, occurred_at, received_at,
-			                              status, scheme, secret_id, headers, raw_body, payload, message, ord)
+			                              status, scheme, secret_id, headers, raw_body, message, ord)
 		), ins AS (
 			INSERT INTO webhook_events (event_id, event_type, contact_id, occurred_at, received_at,
 			                            status, scheme, secret_id, headers, raw_body, payload)
 			SELECT event_id, event_type, contact_id, occurred_at, received_at,
-			       status, scheme, secret_id, headers, raw_body, payload
+			       status, scheme, secret_id, headers, raw_body, message
 			FROM input ORDER BY ord
 			ON CONFLICT (event_id) DO NOTHING
 			RETURNING event_id, status
 		), ob AS (
 			INSERT INTO outbox (topic, key, payload, headers)
-			SELECT $13, input.contact_id, input.message,
+			SELECT $12, input.contact_id, input.message,
 			       jsonb_build_object('event-id', input.event_id, 'event-type', input.event_type, 'content-type', 'application/json')
 			FROM ins JOIN input USING (event_id)
 			WHERE ins.status = 'received'
 			ORDER BY input.ord
 		)
 		SELECT event_id FROM ins`,
-		ids, types, contacts, occurred, received, statuses, schemes, secrets, headers, bodies, payloads, messages, topic)
+		ids, types, contacts, occurred, received, statuses, schemes, secrets, headers, bodies, messages, topic)
 	if err != nil {
 		return nil, translate("record events", err)
 	}
@@ -182,7 +181,7 @@ func (s *Store) WebhookEvents(ctx context.Context, q WebhookQuery) ([]WebhookEve
 // normalised payload.
 func (s *Store) WebhookEvent(ctx context.Context, eventID string) (WebhookEvent, error) {
 	var headers, raw, payload []byte
-	row := s.pool.QueryRow(ctx, `SELECT `+webhookCols+`, headers, raw_body, coalesce(payload, 'null'::jsonb) FROM webhook_events WHERE event_id = $1`, eventID)
+	row := s.pool.QueryRow(ctx, `SELECT `+webhookCols+`, headers, raw_body, coalesce(payload, 'null') FROM webhook_events WHERE event_id = $1`, eventID)
 	e, err := scanWebhook(row, &headers, &raw, &payload)
 	e.RawBody, e.Payload = raw, payload
 	if errors.Is(err, pgx.ErrNoRows) {

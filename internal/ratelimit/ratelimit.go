@@ -120,6 +120,16 @@ func (l *Limiter) Allow(ctx context.Context, p Policy, key string) Decision {
 	return d
 }
 
+// Local is a limiter that decides in process memory only, for flood guards
+// where a Redis round trip per request would cost more than it protects.
+type Local struct{ m *local }
+
+// NewLocal returns an in-memory limiter.
+func NewLocal() *Local { return &Local{m: newLocal(time.Now)} }
+
+// Allow decides for one request of key under p.
+func (l *Local) Allow(p Policy, key string) Decision { return l.m.allow(p, key) }
+
 func parse(p Policy, cmd *redis.Cmd) (Decision, error) {
 	vals, err := cmd.Slice()
 	if err != nil {

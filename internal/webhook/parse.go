@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"embed"
-	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -60,33 +59,6 @@ func Schema(dialect string) ([]byte, error) {
 	return schemaFiles.ReadFile("schema/" + dialect + ".json")
 }
 
-// canonical is the canonical dialect's envelope.
-type canonical struct {
-	EventType string              `json:"event_type"`
-	EventID   string              `json:"event_id"`
-	Timestamp string              `json:"timestamp"`
-	Data      acmecrm.AcmeContact `json:"data"`
-}
-
-// legacy is the original simulator's dialect.
-type legacy struct {
-	Event     string `json:"event"`
-	ID        string `json:"id"`
-	Timestamp string `json:"timestamp"`
-	Data      struct {
-		ID        string `json:"id"`
-		FirstName string `json:"firstName"`
-		LastName  string `json:"lastName"`
-		Email     string `json:"email"`
-		Phone     string `json:"phone"`
-		Company   string `json:"company"`
-		Title     string `json:"title"`
-		CreatedAt string `json:"createdAt"`
-		UpdatedAt string `json:"updatedAt"`
-		DeletedAt string `json:"deletedAt"`
-	} `json:"data"`
-}
-
 // Parse validates body and normalises it. Malformed JSON is
 // MALFORMED_JSON; schema violations are INVALID_INPUT listing every failing
 // path. An event type the service does not know is returned as it is (the
@@ -109,25 +81,34 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 		return acmecrm.Event{}, p.problems(err)
 	}
 
+	// The document is valid: read it directly, without a second parse.
 	ev := acmecrm.Event{ReceivedAt: receivedAt.UTC(), Source: acmecrm.SourceAcme}
+	data, _ := obj["data"].(map[string]any)
 	var ts string
 	if isLegacy {
-		var l legacy
-		if err := json.Unmarshal(body, &l); err != nil {
-			return acmecrm.Event{}, acmecrm.Errorf(acmecrm.KindInvalid, "INVALID_INPUT", "the body does not match the legacy dialect")
-		}
-		ev.EventID, ev.EventType, ts = l.ID, l.Event, l.Timestamp
+		ev.EventID, ev.EventType, ts = str(obj, "id"), str(obj, "event"), str(obj, "timestamp")
 		ev.Data = acmecrm.AcmeContact{
-			ContactID: l.Data.ID, FirstName: l.Data.FirstName, LastName: l.Data.LastName, Email: l.Data.Email,
-			Phone: l.Data.Phone, Company: l.Data.Company, Title: l.Data.Title,
-			CreatedAt: l.Data.CreatedAt, UpdatedAt: l.Data.UpdatedAt,
+			ContactID: str(data, "id"), FirstName: str(data, "firstName"), LastName: str(data, "lastName"),
+			Email: str(data, "email"), Phone: str(data, "phone"), Company: str(data, "company"), Title: str(data, "title"),
+			CreatedAt: str(data, "createdAt"), UpdatedAt: str(data, "updatedAt"),
 		}
 	} else {
-		var c canonical
-		if err := json.Unmarshal(body, &c); err != nil {
-			return acmecrm.Event{}, acmecrm.Errorf(acmecrm.KindInvalid, "INVALID_INPUT", "the body does not match the AcmeCRM dialect")
+		ev.EventID, ev.EventType, ts = str(obj, "event_id"), str(obj, "event_type"), str(obj, "timestamp")
+		ev.Data = acmecrm.AcmeContact{
+			ContactID: str(data, "contact_id"), FirstName: str(data, "acme_first_name"), LastName: str(data, "acme_last_name"),
+			Email: str(data, "acme_email"), Phone: str(data, "acme_phone"), Company: str(data, "acme_company"),
+			Title: str(data, "acme_title"), Address: str(data, "acme_address"), Notes: str(data, "acme_notes"),
+			Status: str(data, "acme_status"), Tags: strs(data, "acme_tags"), ChangedFields: strs(data, "changed_fields"),
+			CreatedAt: str(data, "acme_created_at"), UpdatedAt: str(data, "acme_updated_at"),
 		}
-		ev.EventID, ev.EventType, ts, ev.Data = c.EventID, c.EventType, c.Timestamp, c.Data
+		if cf, ok := data["acme_custom_fields"].(map[string]any); ok {
+			ev.Data.CustomFields = cf
+		}
+	}
+	if strings.ContainsRune(ev.EventID+ev.EventType+ev.ContactID, 0) {
+		var pr acmecrm.Problems
+		pr.Add("event_id", "identifiers must not contain NUL characters")
+		return acmecrm.Event{}, pr.Err("invalid webhook payload")
 	}
 	occurred, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
@@ -141,6 +122,27 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 		ev.Data = acmecrm.AcmeContact{ContactID: ev.ContactID} // only the id matters
 	}
 	return ev, nil
+}
+
+// str reads a string member (the schema has checked its type).
+func str(m map[string]any, key string) string {
+	s, _ := m[key].(string)
+	return s
+}
+
+// strs reads an array of strings.
+func strs(m map[string]any, key string) []string {
+	list, ok := m[key].([]any)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(list))
+	for _, v := range list {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // problems turns a schema validation error into every failing path.

@@ -98,6 +98,7 @@ func TestSchemaErrorsListEveryPath(t *testing.T) {
 		"data not object":   `{"event_type":"contact.deleted","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":[]}`,
 		"delete without id": `{"event_type":"contact.deleted","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{}}`,
 		"array":             `[1,2]`,
+		"NUL in id":         `{"event_type":"contact.deleted","event_id":"e\u0000","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1"}}`,
 		"long event id":     `{"event_type":"contact.deleted","event_id":"` + strings.Repeat("e", 256) + `","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1"}}`,
 	} {
 		if _, err := p.Parse([]byte(body), received); code(err) != "INVALID_INPUT" {
