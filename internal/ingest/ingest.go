@@ -8,6 +8,7 @@ package ingest
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/postgres"
@@ -32,7 +33,13 @@ type Batcher struct {
 
 	mu     sync.RWMutex // held for reading while queueing
 	closed bool
+
+	batches, rows atomic.Int64
 }
+
+// Stats reports how many batches were committed and how many webhooks they
+// carried (rows / batches is the coalescing factor).
+func (b *Batcher) Stats() (batches, rows int64) { return b.batches.Load(), b.rows.Load() }
 
 type request struct {
 	ev      postgres.IncomingEvent
@@ -108,6 +115,10 @@ func (b *Batcher) commit(ctx context.Context, batch []*request) {
 		evs[i] = r.ev
 	}
 	outcomes, err := b.store.RecordEvents(ctx, b.opts.Topic, evs)
+	if err == nil {
+		b.batches.Add(1)
+		b.rows.Add(int64(len(batch)))
+	}
 	if err != nil && len(batch) > 1 && acmecrm.ErrorKind(err) != acmecrm.KindUnavailable {
 		// One bad row must not fail its neighbours: retry one by one.
 		for _, r := range batch {
