@@ -43,6 +43,7 @@ type setupOpts struct {
 	limits      *Limits
 	checks      []Check
 	ttl         time.Duration
+	logOut      io.Writer // default: discarded
 }
 
 var generousLimits = Limits{
@@ -108,8 +109,12 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { _ = batcher.Run(ctx); close(stopped) }()
+	logger := slog.New(slog.DiscardHandler)
+	if o.logOut != nil {
+		logger = slog.New(slog.NewJSONHandler(o.logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	srv := httptest.NewServer(NewServer(Options{
-		Logger: slog.New(slog.DiscardHandler), Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
+		Logger: logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
 		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},

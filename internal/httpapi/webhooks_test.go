@@ -291,3 +291,43 @@ func TestEventAuditAPI(t *testing.T) {
 		t.Errorf("unknown: %d", r.status)
 	}
 }
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// The service's logs carry request ids, never webhook bodies, signatures,
+// secrets or tokens — also when a request fails.
+func TestWebhookBodiesAndSecretsStayOutOfLogs(t *testing.T) {
+	t.Parallel()
+	logs := &lockedBuffer{}
+	b := setup(t, setupOpts{logOut: logs})
+	marker := "very-private-contact-note"
+	body := strings.Replace(createdBody("evt_log", "c1", "2025-05-17T17:06:39Z"), `"acme_status"`, `"acme_notes":"`+marker+`","acme_status"`, 1)
+	b.post(body, webhookSecret, time.Now())
+	b.post(body, []byte("wrong"), time.Now())
+	b.post(`{"event_type":"contact.created","event_id":"x","timestamp":"bad","data":{"acme_notes":"`+marker+`"}}`, webhookSecret, time.Now())
+	b.call("GET", "/api/contacts", b.user, nil)
+	out := logs.String()
+	if !strings.Contains(out, `"route":"POST /api/webhooks"`) {
+		t.Fatalf("no access log lines captured: %s", out)
+	}
+	for _, secret := range []string{marker, string(webhookSecret), "sha256=", b.user, strings.Split(b.user, ".")[2]} {
+		if strings.Contains(out, secret) {
+			t.Errorf("logs contain %q", secret)
+		}
+	}
+}
