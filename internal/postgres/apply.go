@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/acmecrm/acmecrm"
+)
+
+// Outcomes of applying a CRM event to the contacts table.
+const (
+	AppliedChanged   = "applied"   // the contact now reflects the event
+	AppliedStale     = "stale"     // a newer event was applied before: no effect
+	AppliedDuplicate = "duplicate" // this event was processed before: no effect
+)
+
+// ApplyContactEvent applies one CRM event in one transaction (SPEC §2.3,
+// §2.5): a processed-event marker (a second delivery changes nothing), the
+// ordering guard (the contact changes only if the event is newer than the
+// last one applied to it, by event time then event id), and the webhook's
+// status. A delete is a tombstone that older events cannot undo; a newer
+// create or update after it restores the contact. A CRM event that changes
+// no field does not bump the version.
+func (s *Store) ApplyContactEvent(ctx context.Context, ev acmecrm.Event) (string, error) {
+	var outcome string
+	err := s.contactTx(ctx, "apply contact event", func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO processed_events (event_id, outcome) VALUES ($1, 'pending') ON CONFLICT DO NOTHING`, ev.EventID)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			outcome = AppliedDuplicate
+			return nil
+		}
+		outcome, err = applyEvent(ctx, tx, ev)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE processed_events SET outcome = $2 WHERE event_id = $1`, ev.EventID, outcome); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE webhook_events SET status = 'processed', processed_at = now(), attempts = attempts + 1, last_error = NULL
+			WHERE event_id = $1`, ev.EventID)
+		return err
+	})
+	return outcome, err
+}
+
+func applyEvent(ctx context.Context, tx pgx.Tx, ev acmecrm.Event) (string, error) {
+	if ev.ContactID == "" {
+		return "", fmt.Errorf("event %s has no contact id", ev.EventID)
+	}
+	var fields acmecrm.ContactFields
+	switch ev.EventType {
+	case acmecrm.EventContactCreated, acmecrm.EventContactUpdated:
+		fields = acmecrm.FromAcme(ev.Data)
+		var p acmecrm.Problems
+		fields.Validate(&p, "data.", false)
+		if err := p.Err("invalid contact in event"); err != nil {
+			return "", err
+		}
+	case acmecrm.EventContactDeleted:
+		fields.Normalize()
+		fields.Status = acmecrm.StatusDeleted
+	default:
+		return "", fmt.Errorf("event %s: cannot apply event type %q", ev.EventID, ev.EventType)
+	}
+	at := ev.OccurredAt
+	var deletedAt *time.Time
+	if ev.EventType == acmecrm.EventContactDeleted {
+		deletedAt = &at
+	}
+	// Insert, or update only if this event is newer than the last applied.
+	// A delete leaves a tombstone: status deleted, no personal data (the CRM
+	// deleted the contact; and a tombstone is the same whatever preceded
+	// it, which is what makes any delivery order converge). A create/update
+	// replaces every field and clears deleted_at (a restore).
+	row := tx.QueryRow(ctx, `INSERT INTO contacts AS c (first_name, last_name, email, phone, company, title,
+			street, city, state, zip_code, country, notes, status, tags, custom_fields, source, source_id,
+			deleted_at, last_event_at, last_event_id)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+		ON CONFLICT (source, source_id) DO UPDATE SET
+			first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
+			phone = EXCLUDED.phone, company = EXCLUDED.company, title = EXCLUDED.title,
+			street = EXCLUDED.street, city = EXCLUDED.city, state = EXCLUDED.state,
+			zip_code = EXCLUDED.zip_code, country = EXCLUDED.country, notes = EXCLUDED.notes,
+			tags = EXCLUDED.tags, custom_fields = EXCLUDED.custom_fields, status = EXCLUDED.status,
+			deleted_at = EXCLUDED.deleted_at,
+			last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id,
+			-- Re-applying a contact's own state does not bump its version.
+			version = c.version + CASE WHEN
+				(c.first_name, c.last_name, c.email, c.phone, c.company, c.title, c.street, c.city, c.state,
+				 c.zip_code, c.country, c.notes, c.status, c.tags, c.custom_fields, c.deleted_at IS NULL)
+				IS DISTINCT FROM
+				(EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.company,
+				 EXCLUDED.title, EXCLUDED.street, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip_code,
+				 EXCLUDED.country, EXCLUDED.notes, EXCLUDED.status, EXCLUDED.tags, EXCLUDED.custom_fields,
+				 EXCLUDED.deleted_at IS NULL)
+				THEN 1 ELSE 0 END,
+			updated_at = now()
+		WHERE c.last_event_at IS NULL
+		   OR (c.last_event_at, c.last_event_id) < (EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+		RETURNING xmax = 0, version`,
+		append(fieldArgs(fields), acmecrm.SourceAcme, ev.ContactID, deletedAt, at, ev.EventID)...)
+	var inserted bool
+	var version int64
+	err := row.Scan(&inserted, &version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AppliedStale, nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return AppliedChanged, nil
+}
