@@ -81,6 +81,9 @@ var envVars = []envVar{
 	{"WEBHOOK_MAX_BODY_BYTES", "1048576", "Largest webhook body (413 above)."},
 	{"RATE_LIMIT_WEBHOOK", "3000/1s", "Webhooks per source IP and instance, in memory (generous: the CRM sends bursts)."},
 	{"KAFKA_TOPIC_CONTACT_EVENTS", "contact-events", "Topic of the webhook events."},
+	{"KAFKA_TOPIC_DLQ", "contact-events-dlq", "Dead-letter topic of events that failed every retry."},
+	{"KAFKA_CONSUMER_GROUP", "contact-events-group", "Consumer group of the contact-events consumer."},
+	{"EVENT_MAX_RETRIES", "5", "Retries of a failing event (after the first attempt) before it is dead-lettered."},
 	{"INGEST_WRITERS", "2", "Webhook batches committing at once."},
 	{"INGEST_MAX_BATCH", "512", "Most webhooks in one coalesced insert."},
 	{"JWT_SECRET", defaultJWTSecret, "HS256 signing secret, at least 32 bytes outside development."},
@@ -123,6 +126,9 @@ type config struct {
 	WebhookMaxAge   time.Duration
 	WebhookMaxBody  int64
 	EventsTopic     string
+	DLQTopic        string
+	ConsumerGroup   string
+	MaxRetries      int
 	IngestWriters   int
 	IngestMaxBatch  int
 }
@@ -322,6 +328,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.WebhookMaxAge = time.Duration(r.intRange("ACME_WEBHOOK_MAX_AGE", 1000, 86400000)) * time.Millisecond
 	c.WebhookMaxBody = int64(r.intRange("WEBHOOK_MAX_BODY_BYTES", 1024, 64<<20))
 	c.EventsTopic = r.str("KAFKA_TOPIC_CONTACT_EVENTS")
+	c.DLQTopic = r.str("KAFKA_TOPIC_DLQ")
+	c.ConsumerGroup = r.str("KAFKA_CONSUMER_GROUP")
+	c.MaxRetries = r.intRange("EVENT_MAX_RETRIES", 0, 100)
 	c.IngestWriters = r.intRange("INGEST_WRITERS", 1, 64)
 	c.IngestMaxBatch = r.intRange("INGEST_MAX_BATCH", 1, 10000)
 	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -18,9 +19,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/acmecrm/acmecrm/internal/auth"
+	"github.com/acmecrm/acmecrm/internal/consumer"
 	"github.com/acmecrm/acmecrm/internal/httpapi"
 	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/kafka"
+	"github.com/acmecrm/acmecrm/internal/outbox"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/webhook"
@@ -177,6 +180,38 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	if err := ensureAdmin(ctx, store, cfg, logger); err != nil {
 		return err
 	}
+	const day = 24 * time.Hour
+	parts := int32(cfg.KafkaPartitions)
+	if err := kafka.EnsureTopics(ctx, d.kafka,
+		kafka.Topic{Name: cfg.EventsTopic, Partitions: parts, Retention: 7 * day},
+		kafka.Topic{Name: cfg.DLQTopic, Partitions: parts, Retention: 30 * day},
+		kafka.Topic{Name: cfg.ContactsTopic, Partitions: parts, Retention: 7 * day}); err != nil {
+		return err
+	}
+	// The relay and the consumer stop after the HTTP server (see below).
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var workers sync.WaitGroup
+	defer func() { stopWork(); workers.Wait() }()
+	start := func(name string, run func(context.Context) error) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			if err := run(workCtx); err != nil {
+				logger.Error(name+" stopped", "err", err)
+			}
+		}()
+	}
+	if slices.Contains(roles, "relay") {
+		start("outbox relay", outbox.New(store, d.kafka, logger, outbox.Options{}).Run)
+	}
+	if slices.Contains(roles, "consumer") {
+		c, err := consumer.New(cfg.Kafka, store, logger, consumer.Options{
+			Group: cfg.ConsumerGroup, Topic: cfg.EventsTopic, DLQTopic: cfg.DLQTopic, MaxRetries: cfg.MaxRetries})
+		if err != nil {
+			return err
+		}
+		start("consumer", c.Run)
+	}
 	parser, err := webhook.NewParser()
 	if err != nil {
 		return err
@@ -203,7 +238,8 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 		Limiter: ratelimit.New(d.redis, cfg.RedisKeyPrefix, func(policy string, err error) {
 			logger.Warn("rate limiter fell back to memory", "policy", policy, "err", err)
 		}),
-		Limits: cfg.Limits,
+		Limits:     cfg.Limits,
+		ProbesOnly: !slices.Contains(roles, "api"),
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: d.pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }},

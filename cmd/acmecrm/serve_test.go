@@ -16,6 +16,7 @@ import (
 
 	"github.com/acmecrm/acmecrm/internal/devstack"
 	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -132,7 +133,9 @@ func get(t *testing.T, url string) (int, http.Header, map[string]any) {
 
 func TestServeEndToEnd(t *testing.T) {
 	t.Parallel()
-	s := startService(t, testEnv(t), "serve")
+	vars := testEnv(t)
+	vars["ADMIN_USERNAME"], vars["ADMIN_PASSWORD"] = "ops@example.com", "ops-password-1"
+	s := startService(t, vars, "serve")
 
 	code, hdr, body := get(t, s.base+"/readyz")
 	checks, _ := body["checks"].(map[string]any)
@@ -160,7 +163,8 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 
 	// A signed webhook is accepted and committed.
-	whBody := `{"event_type":"contact.deleted","event_id":"evt_e2e","timestamp":"2025-05-19T00:00:00Z","data":{"contact_id":"1"}}`
+	whBody := `{"event_type":"contact.created","event_id":"evt_e2e","timestamp":"2025-05-19T00:00:00Z",` +
+		`"data":{"contact_id":"crm-1","acme_first_name":"Eve","acme_last_name":"End","acme_email":"eve@example.com"}}`
 	req, _ := http.NewRequest("POST", s.base+"/api/webhooks", strings.NewReader(whBody))
 	req.Header.Set("Content-Type", "application/json")
 	webhook.AcmeHeaders(req.Header, time.Now(), []byte(whBody), []byte("test-webhook-secret"))
@@ -171,6 +175,15 @@ func TestServeEndToEnd(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 202 {
 		t.Errorf("signed webhook: %d", resp.StatusCode)
+	}
+	// …and flows through the outbox, Kafka and the consumer into contacts.
+	_, token := login(t, s.base, "ops@example.com", "ops-password-1")
+	deadline := time.Now().Add(30 * time.Second)
+	for authedStatus(t, s.base, token, "/api/contacts/source/acmecrm/crm-1") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the webhook's contact never appeared:\n%s", s.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// Graceful shutdown: run returns nil and the port is released.
@@ -233,5 +246,52 @@ func TestReadinessTurns503WhenPostgresStops(t *testing.T) {
 	// Liveness is about the process, not its dependencies.
 	if code, _, _ := get(t, s.base+"/healthz"); code != 200 {
 		t.Errorf("healthz = %d while postgres is down", code)
+	}
+}
+
+// Roles run separately: an instance without the api role serves only
+// probes, and the pipeline roles still move events.
+func TestRolesRunSeparately(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	api := startService(t, vars, "serve", "--roles", "api")
+	pipeVars := map[string]string{}
+	for k, v := range vars {
+		pipeVars[k] = v
+	}
+	pipeVars["HTTP_ADDR"] = ""
+	pipe := startService(t, pipeVars, "serve", "--roles", "relay,consumer")
+	if code, _, _ := get(t, pipe.base+"/api/nothing"); code != 404 {
+		t.Errorf("pipeline instance: %d", code)
+	}
+	if resp, err := http.Post(pipe.base+"/api/webhooks", "application/json", strings.NewReader("{}")); err != nil || resp.StatusCode != 404 {
+		t.Errorf("pipeline instance serves the receiver: %v %v", resp, err)
+	}
+	body := `{"event_type":"contact.created","event_id":"evt_roles","timestamp":"2025-05-19T00:00:00Z",` +
+		`"data":{"contact_id":"crm-2","acme_first_name":"Ro","acme_last_name":"Les","acme_email":"ro@example.com"}}`
+	req, _ := http.NewRequest("POST", api.base+"/api/webhooks", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	webhook.AcmeHeaders(req.Header, time.Now(), []byte(body), []byte("test-webhook-secret"))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 202 {
+		t.Fatalf("webhook to the api instance: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	pool, err := postgres.Open(context.Background(), vars["DATABASE_URL"], 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var n int
+		_ = pool.QueryRow(context.Background(), `SELECT count(*) FROM contacts WHERE source_id = 'crm-2'`).Scan(&n)
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the pipeline instance never applied the event")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -19,6 +19,11 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	// Probes are not rate limited: orchestrators must always reach them.
 	mux.Handle("GET /healthz", handleLiveness())
 	mux.Handle("GET /readyz", handleReadiness(opts.Checks, opts.Logger, opts.Now))
+	if opts.ProbesOnly {
+		mux.Handle("GET /health", handleHealth(opts.Version, started, opts.Now))
+		mux.Handle("/", handleUnmatched(mux, opts.Now))
+		return
+	}
 	mux.Handle("GET /health", public(handleHealth(opts.Version, started, opts.Now)))
 
 	// Authentication (SPEC §5).

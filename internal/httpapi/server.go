@@ -46,6 +46,10 @@ type Options struct {
 	Limiter *ratelimit.Limiter
 	Limits  Limits
 
+	// ProbesOnly serves only /health, /healthz and /readyz (a process
+	// running the relay or consumer role without the api role).
+	ProbesOnly bool
+
 	// Verifier, Parser and Ingest serve the webhook receiver.
 	Verifier *webhook.Verifier
 	Parser   *webhook.Parser

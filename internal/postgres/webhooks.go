@@ -99,8 +99,11 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 			FROM ins JOIN input USING (event_id)
 			WHERE ins.status = 'received'
 			ORDER BY input.ord
+		), wake AS (
+			-- One NOTIFY per batch wakes the relay at commit.
+			SELECT pg_notify('`+OutboxChannel+`', '') WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'received')
 		)
-		SELECT event_id FROM ins`,
+		SELECT event_id FROM ins LEFT JOIN wake ON true`,
 		ids, types, contacts, occurred, received, statuses, schemes, secrets, headers, bodies, messages, topic)
 	if err != nil {
 		return nil, translate("record events", err)

@@ -1,0 +1,208 @@
+// Package consumer applies the contact-events topic to the contacts table
+// (SPEC §2.3, §2.5, §2.6): each record is applied in one PostgreSQL
+// transaction with its processed-event marker and the ordering guard, and
+// its offset is committed only after that commit. A record that keeps
+// failing is retried with bounded exponential backoff and jitter, then sent
+// to the dead-letter topic and the dead_letters table, and the partition
+// moves on.
+package consumer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/acmecrm/acmecrm"
+	"github.com/acmecrm/acmecrm/internal/kafka"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+// Options configure a consumer.
+type Options struct {
+	Group      string
+	Topic      string
+	DLQTopic   string
+	MaxRetries int           // attempts after the first; default 5
+	Backoff    time.Duration // first retry delay; default 100 ms
+	MaxBackoff time.Duration // default 5 s
+}
+
+// Consumer is one member of the consumer group.
+type Consumer struct {
+	store  *postgres.Store
+	client *kgo.Client
+	logger *slog.Logger
+	opts   Options
+}
+
+// New joins the group on the cluster cfg describes.
+func New(cfg kafka.Config, store *postgres.Store, logger *slog.Logger, opts Options) (*Consumer, error) {
+	if opts.MaxRetries < 0 {
+		opts.MaxRetries = 0
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = 100 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 5 * time.Second
+	}
+	c := &Consumer{store: store, logger: logger, opts: opts}
+	cl, err := kafka.NewClient(cfg,
+		kgo.ConsumerGroup(opts.Group),
+		kgo.ConsumeTopics(opts.Topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AutoCommitMarks(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+			// Hand over only what is committed in PostgreSQL.
+			if err := cl.CommitMarkedOffsets(ctx); err != nil {
+				logger.Warn("consumer: commit on revoke failed", "err", err)
+			}
+		}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	c.client = cl
+	return c, nil
+}
+
+// Run consumes until ctx is cancelled, then commits what it applied and
+// leaves the group.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := c.client.CommitMarkedOffsets(cctx); err != nil {
+			c.logger.Warn("consumer: final commit failed", "err", err)
+		}
+		c.client.Close()
+	}()
+	for {
+		fetches := c.client.PollRecords(ctx, 1000)
+		if ctx.Err() != nil || fetches.IsClientClosed() {
+			c.client.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			c.logger.Warn("consumer: fetch error", "topic", topic, "partition", p, "err", err)
+		})
+		// Partitions are independent: apply them concurrently, each in order.
+		var wg sync.WaitGroup
+		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, rec := range p.Records {
+					if !c.handle(ctx, rec) {
+						return // shutting down: the rest is redelivered
+					}
+					c.client.MarkCommitRecords(rec)
+				}
+			}()
+		})
+		wg.Wait()
+		c.client.AllowRebalance()
+	}
+}
+
+// errPermanent marks a record that no retry can fix (it does not decode).
+var errPermanent = errors.New("permanent")
+
+// handle applies rec, retrying, and dead-letters it when retries run out.
+// It reports false only when ctx ended before the record was settled.
+func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
+	var ev acmecrm.Event
+	err := json.Unmarshal(rec.Value, &ev)
+	if err != nil || ev.EventID == "" {
+		err = fmt.Errorf("%w: record value is not an event: %v", errPermanent, err)
+	}
+	attempts := 0
+	delay := c.opts.Backoff
+	for {
+		if err == nil {
+			attempts++
+			_, err = c.store.ApplyContactEvent(ctx, ev)
+			if err == nil {
+				return true
+			}
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		unavailable := acmecrm.ErrorKind(err) == acmecrm.KindUnavailable
+		if !unavailable && (errors.Is(err, errPermanent) || attempts > c.opts.MaxRetries) {
+			return c.deadLetter(ctx, rec, ev, err, attempts)
+		}
+		if !unavailable && ev.EventID != "" {
+			if merr := c.store.MarkEventFailed(ctx, ev.EventID, err); merr != nil {
+				c.logger.Warn("consumer: cannot record failure", "event_id", ev.EventID, "err", merr)
+			}
+		}
+		c.logger.Warn("consumer: apply failed; retrying", "event_id", ev.EventID, "attempt", attempts, "err", err)
+		// An unavailable database is waited out (nothing could progress);
+		// other errors count toward the retry limit.
+		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay))))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		delay = min(2*delay, c.opts.MaxBackoff)
+		err = nil
+	}
+}
+
+// deadLetter sends rec to the DLQ topic and records it, then lets the
+// partition move on.
+func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.Event, cause error, attempts int) bool {
+	headers := map[string]string{}
+	for _, h := range rec.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	dlq := &kgo.Record{Topic: c.opts.DLQTopic, Key: rec.Key, Value: rec.Value, Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
+		kgo.RecordHeader{Key: "error", Value: []byte(cause.Error())},
+		kgo.RecordHeader{Key: "attempts", Value: []byte(strconv.Itoa(attempts))},
+		kgo.RecordHeader{Key: "original-topic", Value: []byte(rec.Topic)},
+		kgo.RecordHeader{Key: "original-partition", Value: []byte(strconv.Itoa(int(rec.Partition)))},
+		kgo.RecordHeader{Key: "original-offset", Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+	)}
+	eventID := ev.EventID
+	if eventID == "" {
+		eventID = headers["event-id"]
+	}
+	for {
+		err := c.client.ProduceSync(ctx, dlq).FirstErr()
+		if err == nil {
+			err = c.store.RecordDeadLetter(ctx, postgres.DeadLetter{
+				EventID: eventID, EventType: ev.EventType, ContactID: string(rec.Key), Topic: rec.Topic,
+				Partition: rec.Partition, Offset: rec.Offset, Key: string(rec.Key), Payload: rec.Value,
+				Headers: headers, Error: cause.Error(), Attempts: attempts,
+			})
+		}
+		if err == nil {
+			c.logger.Error("consumer: event dead-lettered", "event_id", eventID, "attempts", attempts, "err", cause)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		c.logger.Warn("consumer: dead-lettering failed; retrying", "event_id", eventID, "err", err)
+		t := time.NewTimer(c.opts.Backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}

@@ -1,0 +1,330 @@
+package consumer_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/acmecrm/acmecrm"
+	"github.com/acmecrm/acmecrm/internal/consumer"
+	"github.com/acmecrm/acmecrm/internal/devstack"
+	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/kafka"
+	"github.com/acmecrm/acmecrm/internal/outbox"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+func TestMain(m *testing.M) { infratest.Main(m) }
+
+const (
+	eventsTopic = "contact-events"
+	dlqTopic    = "contact-events-dlq"
+)
+
+// pipeline is a relay and a consumer on a test database and broker.
+type pipeline struct {
+	t      *testing.T
+	store  *postgres.Store
+	broker *devstack.Kafka
+	cfg    kafka.Config
+}
+
+func newPipeline(t *testing.T, opts ...kfake.Opt) *pipeline {
+	t.Helper()
+	p := &pipeline{t: t, store: postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{}), broker: infratest.Kafka(t, opts...)}
+	p.cfg = kafka.Config{Brokers: p.broker.Brokers(), ClientID: "test"}
+	cl, err := kafka.NewClient(p.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := kafka.EnsureTopics(context.Background(), cl,
+		kafka.Topic{Name: eventsTopic, Partitions: 3, Retention: time.Hour},
+		kafka.Topic{Name: dlqTopic, Partitions: 1, Retention: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// run starts fn until the test ends (or the returned stop is called).
+func run(t *testing.T, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = fn(ctx); close(done) }()
+	stop = func() { cancel(); <-done }
+	t.Cleanup(stop)
+	return stop
+}
+
+func (p *pipeline) relay() func() {
+	cl, err := kafka.NewClient(p.cfg)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(cl.Close)
+	r := outbox.New(p.store, cl, slog.New(slog.DiscardHandler), outbox.Options{Poll: 50 * time.Millisecond})
+	return run(p.t, r.Run)
+}
+
+func (p *pipeline) consumer(group string) func() {
+	c, err := consumer.New(p.cfg, p.store, slog.New(slog.DiscardHandler), consumer.Options{
+		Group: group, Topic: eventsTopic, DLQTopic: dlqTopic, MaxRetries: 2, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return run(p.t, c.Run)
+}
+
+func event(id, typ, contact string, at time.Time, first string) postgres.IncomingEvent {
+	ev := acmecrm.Event{EventID: id, EventType: typ, OccurredAt: at, ReceivedAt: time.Now().UTC(), Source: acmecrm.SourceAcme,
+		ContactID: contact, Data: acmecrm.AcmeContact{ContactID: contact}}
+	if typ != acmecrm.EventContactDeleted {
+		ev.Data = acmecrm.AcmeContact{ContactID: contact, FirstName: first, LastName: "Doe", Email: "x@example.com", Status: "Active"}
+	}
+	return postgres.IncomingEvent{Event: ev, Scheme: "acme", SecretID: "current", Headers: map[string]string{}, RawBody: []byte("{}")}
+}
+
+func (p *pipeline) record(evs ...postgres.IncomingEvent) {
+	p.t.Helper()
+	if _, err := p.store.RecordEvents(context.Background(), eventsTopic, evs); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func (p *pipeline) eventually(what string, cond func() bool) {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			p.t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (p *pipeline) count(sql string, args ...any) int {
+	var n int
+	if err := p.store.Pool().QueryRow(context.Background(), sql, args...).Scan(&n); err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+func (p *pipeline) contact(id string) (acmecrm.Contact, bool) {
+	c, err := p.store.ContactBySource(context.Background(), "acmecrm", id)
+	return c, err == nil
+}
+
+func TestWebhookEventReachesContacts(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.relay()
+	p.consumer("g")
+	at := time.Now().UTC()
+	p.record(event("e1", acmecrm.EventContactCreated, "c1", at, "Ann"), event("e2", acmecrm.EventContactUpdated, "c1", at.Add(time.Second), "Anna"),
+		event("e3", acmecrm.EventContactCreated, "c2", at, "Bob"), event("e4", acmecrm.EventContactDeleted, "c2", at.Add(time.Second), ""))
+	p.eventually("all events processed", func() bool { return p.count(`SELECT count(*) FROM webhook_events WHERE status = 'processed'`) == 4 })
+	c1, _ := p.contact("c1")
+	c2, _ := p.contact("c2")
+	if c1.FirstName != "Anna" || c2.Status != "deleted" || c2.DeletedAt == nil {
+		t.Errorf("contacts: %+v / %+v", c1, c2)
+	}
+	if n := p.count(`SELECT count(*) FROM outbox`); n != 0 {
+		t.Errorf("%d outbox rows left after publishing", n)
+	}
+	if n := p.count(`SELECT count(*) FROM webhook_events WHERE published_at IS NULL OR processed_at IS NULL`); n != 0 {
+		t.Errorf("%d events without published/processed times", n)
+	}
+}
+
+// A record that cannot be applied is retried, dead-lettered, and does not
+// block later events of the same partition (same key).
+func TestPoisonEventIsDeadLetteredWithoutBlockingThePartition(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	cl, err := kafka.NewClient(p.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	// Garbage from another producer, then an invalid contact, then a good one — all key c1.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: eventsTopic, Key: []byte("c1"), Value: []byte("not json")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	bad := event("e_bad", acmecrm.EventContactCreated, "c1", time.Now().UTC(), "")
+	good := event("e_good", acmecrm.EventContactCreated, "c1", time.Now().UTC().Add(time.Second), "Ok")
+	p.record(bad)
+	p.record(good)
+	p.relay()
+	p.consumer("g")
+	p.eventually("the good event applied", func() bool { c, ok := p.contact("c1"); return ok && c.FirstName == "Ok" })
+	p.eventually("two dead letters", func() bool { return p.count(`SELECT count(*) FROM dead_letters`) == 2 })
+	if n := p.count(`SELECT count(*) FROM webhook_events WHERE event_id = 'e_bad' AND status = 'dead' AND attempts = 3 AND last_error IS NOT NULL`); n != 1 {
+		t.Errorf("the invalid event is not dead after 1 + 2 attempts")
+	}
+	// The DLQ topic has both, with the error headers.
+	dl, err := kafka.NewClient(p.cfg, kgo.ConsumeTopics(dlqTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dl.Close()
+	got := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for got < 2 && time.Now().Before(deadline) {
+		fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		fs := dl.PollFetches(fctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			h := map[string]string{}
+			for _, x := range r.Headers {
+				h[x.Key] = string(x.Value)
+			}
+			if h["error"] == "" || h["attempts"] == "" || h["original-topic"] != eventsTopic || h["original-offset"] == "" || h["original-partition"] == "" {
+				t.Errorf("DLQ record headers: %v", h)
+			}
+			got++
+		})
+	}
+	if got != 2 {
+		t.Fatalf("DLQ records: %d", got)
+	}
+}
+
+// Replaying a dead letter sends it through the same path again.
+func TestReplayDeadLetter(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	ev := event("e_r", acmecrm.EventContactCreated, "c9", time.Now().UTC(), "Replayed")
+	p.record(ev)
+	// As if an earlier attempt had failed for a reason since fixed.
+	if _, err := p.store.Pool().Exec(ctx, `DELETE FROM outbox`); err != nil {
+		t.Fatal(err)
+	}
+	payload := fmt.Sprintf(`{"event_id":"e_r","event_type":"contact.created","occurred_at":%q,"received_at":%q,"source":"acmecrm","contact_id":"c9","data":{"contact_id":"c9","acme_first_name":"Replayed","acme_last_name":"Doe","acme_email":"x@example.com"}}`,
+		ev.Event.OccurredAt.Format(time.RFC3339Nano), ev.Event.ReceivedAt.Format(time.RFC3339Nano))
+	if err := p.store.RecordDeadLetter(ctx, postgres.DeadLetter{EventID: "e_r", EventType: "contact.created", ContactID: "c9",
+		Topic: eventsTopic, Key: "c9", Payload: []byte(payload), Headers: map[string]string{"event-id": "e_r", "error": "db timeout"},
+		Error: "db timeout", Attempts: 6}); err != nil {
+		t.Fatal(err)
+	}
+	p.relay()
+	p.consumer("g")
+	n, err := p.store.ReplayDeadLetters(ctx, postgres.DeadLetterFilter{EventType: "contact.created"})
+	if err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	p.eventually("the replayed event applied", func() bool { c, ok := p.contact("c9"); return ok && c.FirstName == "Replayed" })
+	p.eventually("status processed", func() bool {
+		return p.count(`SELECT count(*) FROM webhook_events WHERE event_id = 'e_r' AND status = 'processed'`) == 1
+	})
+	dls, _ := p.store.DeadLetters(ctx, postgres.DeadLetterFilter{})
+	if len(dls) != 1 || dls[0].ReplayCount != 1 || dls[0].ReplayedAt == nil {
+		t.Errorf("dead letter after replay: %+v", dls)
+	}
+}
+
+// Kafka refusing produce requests: rows stay in the outbox, nothing is
+// lost, and the backlog drains when Kafka is back.
+func TestRelaySurvivesProduceFailures(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	failing := make(chan struct{})
+	var refused atomic.Int32
+	p.broker.Cluster.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		select {
+		case <-failing:
+			return nil, nil, false // healed: let the broker handle it
+		default:
+			p.broker.Cluster.KeepControl()
+			refused.Add(1)
+			return nil, errors.New("broker refuses produce"), true
+		}
+	})
+	p.relay()
+	for i := 0; i < 20; i++ {
+		p.record(event(fmt.Sprintf("e%d", i), acmecrm.EventContactCreated, fmt.Sprintf("c%d", i), time.Now().UTC(), "A"))
+	}
+	p.eventually("produce attempts refused", func() bool { return refused.Load() >= 3 })
+	if n := p.count(`SELECT count(*) FROM outbox`); n != 20 {
+		t.Fatalf("outbox rows while Kafka refuses: %d, want 20", n)
+	}
+	close(failing)
+	p.consumer("g")
+	p.eventually("the backlog drained and applied", func() bool {
+		return p.count(`SELECT count(*) FROM outbox`) == 0 && p.count(`SELECT count(*) FROM contacts`) == 20
+	})
+}
+
+// Redelivering everything (a consumer that starts over) applies nothing twice.
+func TestRedeliveryAppliesNothingTwice(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.relay()
+	stop := p.consumer("g1")
+	at := time.Now().UTC()
+	for i := 0; i < 10; i++ {
+		p.record(event(fmt.Sprintf("e%d", i), acmecrm.EventContactUpdated, "c1", at.Add(time.Duration(i)*time.Second), fmt.Sprintf("V%d", i)))
+	}
+	p.eventually("processed", func() bool { return p.count(`SELECT count(*) FROM webhook_events WHERE status = 'processed'`) == 10 })
+	stop()
+	before, _ := p.contact("c1")
+	p.consumer("g2") // a new group reads the topic from the start
+	p.eventually("the second group caught up", func() bool {
+		g := p.broker.Cluster.GroupInfo("g2")
+		if g == nil {
+			return false
+		}
+		total := int64(0)
+		for _, c := range g.Commits[eventsTopic] {
+			total += c.Offset
+		}
+		return total == 10
+	})
+	after, _ := p.contact("c1")
+	if after.Version != before.Version || after.FirstName != "V9" || !after.UpdatedAt.Equal(before.UpdatedAt) {
+		t.Errorf("redelivery changed the contact: %+v -> %+v", before, after)
+	}
+	if n := p.count(`SELECT count(*) FROM processed_events`); n != 10 {
+		t.Errorf("processed markers: %d", n)
+	}
+}
+
+// A second consumer joining the group takes a share of the partitions.
+func TestSecondConsumerSharesPartitions(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	p.consumer("shared")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := p.broker.Cluster.WaitGroupStable(ctx, "shared", 1); err != nil {
+		t.Fatal(err)
+	}
+	p.consumer("shared")
+	g, err := p.broker.Cluster.WaitGroupInfo(ctx, "shared", func(g *kfake.GroupInfo) bool {
+		if g == nil || len(g.Members) != 2 {
+			return false
+		}
+		for _, m := range g.Members {
+			if m.NumAssigned() == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		t.Fatalf("partitions not shared: %v", err)
+	}
+	if a, b := g.Members[0].NumAssigned(), g.Members[1].NumAssigned(); a+b != 3 {
+		t.Errorf("assigned %d + %d partitions, want 3 in all", a, b)
+	}
+}

@@ -1,0 +1,114 @@
+// Package outbox is the relay between PostgreSQL and Kafka (SPEC §4): it
+// publishes the rows that transactions wrote to the outbox table, in
+// order, with the idempotent producer, and deletes them only after Kafka
+// acknowledged them. It wakes on LISTEN/NOTIFY and also polls, so a crash
+// or a missed notification costs at most one poll interval.
+package outbox
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+// Options configure a relay.
+type Options struct {
+	Batch int           // rows per claim; default 500
+	Poll  time.Duration // fallback poll interval; default 250 ms
+}
+
+// Relay publishes outbox rows.
+type Relay struct {
+	store  *postgres.Store
+	client *kgo.Client
+	logger *slog.Logger
+	opts   Options
+}
+
+// New returns a relay producing through client (franz-go's producer is
+// idempotent with acks=all by default).
+func New(store *postgres.Store, client *kgo.Client, logger *slog.Logger, opts Options) *Relay {
+	if opts.Batch <= 0 {
+		opts.Batch = 500
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 250 * time.Millisecond
+	}
+	return &Relay{store: store, client: client, logger: logger, opts: opts}
+}
+
+// Run publishes until ctx is cancelled.
+func (r *Relay) Run(ctx context.Context) error {
+	var listener *postgres.Listener
+	defer func() {
+		if listener != nil {
+			listener.Close()
+		}
+	}()
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		n, err := r.runOnce(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			// Kafka or PostgreSQL unavailable: the rows wait, we back off.
+			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			r.logger.Warn("outbox relay: publish failed; rows stay queued", "err", err, "retry_in", backoff.String())
+			sleep(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/2)+1)))
+			continue
+		}
+		backoff = 0
+		if n == r.opts.Batch {
+			continue // more is waiting
+		}
+		if listener == nil {
+			if listener, err = r.store.ListenOutbox(ctx); err != nil {
+				listener = nil
+				sleep(ctx, r.opts.Poll)
+				continue
+			}
+			continue // catch what arrived before LISTEN
+		}
+		if err := listener.Wait(ctx, r.opts.Poll); err != nil && ctx.Err() == nil {
+			listener.Close()
+			listener = nil
+		}
+	}
+	return nil
+}
+
+// runOnce publishes one batch.
+func (r *Relay) runOnce(ctx context.Context) (int, error) {
+	return r.store.PublishOutbox(ctx, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) error {
+		recs := make([]*kgo.Record, len(msgs))
+		for i, m := range msgs {
+			rec := &kgo.Record{Topic: m.Topic, Key: []byte(m.Key), Value: m.Payload}
+			for k, v := range m.Headers {
+				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+			}
+			recs[i] = rec
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		if err := r.client.ProduceSync(pctx, recs...).FirstErr(); err != nil {
+			return fmt.Errorf("produce %d records: %w", len(recs), err)
+		}
+		return nil
+	})
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

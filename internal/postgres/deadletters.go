@@ -1,0 +1,113 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MarkEventFailed records a failed processing attempt on the webhook event.
+func (s *Store) MarkEventFailed(ctx context.Context, eventID string, cause error) error {
+	_, err := s.pool.Exec(ctx, `UPDATE webhook_events SET status = 'failed', failed_at = now(), attempts = attempts + 1,
+		last_error = left($2, 2000) WHERE event_id = $1 AND status <> 'processed'`, eventID, cause.Error())
+	return translate("mark failed", err)
+}
+
+// DeadLetter is an event that failed processing after every retry.
+type DeadLetter struct {
+	ID          int64             `json:"id"`
+	EventID     string            `json:"eventId"`
+	EventType   string            `json:"eventType"`
+	ContactID   string            `json:"contactId"`
+	Topic       string            `json:"topic"`
+	Partition   int32             `json:"partition"`
+	Offset      int64             `json:"offset"`
+	Key         string            `json:"key"`
+	Payload     []byte            `json:"-"`
+	Headers     map[string]string `json:"headers"`
+	Error       string            `json:"error"`
+	Attempts    int               `json:"attempts"`
+	CreatedAt   time.Time         `json:"createdAt"`
+	ReplayCount int               `json:"replayCount"`
+	ReplayedAt  *time.Time        `json:"replayedAt"`
+}
+
+// RecordDeadLetter stores a dead letter and marks its webhook event dead,
+// in one transaction.
+func (s *Store) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
+	h, err := json.Marshal(d.Headers)
+	if err != nil {
+		return err
+	}
+	return translate("dead letter", pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO dead_letters (event_id, event_type, contact_id, topic, kafka_partition, kafka_offset,
+			key, payload, headers, error, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, left($10, 2000), $11)`,
+			d.EventID, d.EventType, d.ContactID, d.Topic, d.Partition, d.Offset, d.Key, d.Payload, h, d.Error, d.Attempts); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE webhook_events SET status = 'dead', dead_at = now(), last_error = left($2, 2000), attempts = $3
+			WHERE event_id = $1`, d.EventID, d.Error, d.Attempts)
+		return err
+	}))
+}
+
+// DeadLetterFilter selects dead letters: by id, by event type, only those
+// never replayed, or all.
+type DeadLetterFilter struct {
+	ID          int64
+	EventType   string
+	NotReplayed bool
+	Limit       int
+}
+
+const deadLetterCols = `id, event_id, event_type, coalesce(contact_id, ''), topic, kafka_partition, kafka_offset, key, payload,
+	headers, error, attempts, created_at, replay_count, replayed_at`
+
+func scanDeadLetter(r pgx.CollectableRow) (DeadLetter, error) {
+	var d DeadLetter
+	var h []byte
+	err := r.Scan(&d.ID, &d.EventID, &d.EventType, &d.ContactID, &d.Topic, &d.Partition, &d.Offset, &d.Key, &d.Payload,
+		&h, &d.Error, &d.Attempts, &d.CreatedAt, &d.ReplayCount, &d.ReplayedAt)
+	if err == nil {
+		err = json.Unmarshal(h, &d.Headers)
+	}
+	return d, err
+}
+
+const deadLetterWhere = `WHERE ($1 = 0 OR id = $1) AND ($2 = '' OR event_type = $2) AND (NOT $3 OR replay_count = 0)`
+
+// DeadLetters lists dead letters, newest first.
+func (s *Store) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
+	if f.Limit <= 0 {
+		f.Limit = 100
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM dead_letters `+deadLetterWhere+` ORDER BY id DESC LIMIT $4`,
+		f.ID, f.EventType, f.NotReplayed, f.Limit)
+	if err != nil {
+		return nil, translate("list dead letters", err)
+	}
+	out, err := pgx.CollectRows(rows, scanDeadLetter)
+	return out, translate("list dead letters", err)
+}
+
+// ReplayDeadLetters queues the selected dead letters for processing again:
+// each goes back to its original topic through the outbox (so it takes the
+// same idempotent path as any event) and its webhook event back to
+// received. It returns how many it queued.
+func (s *Store) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `WITH picked AS (
+			UPDATE dead_letters SET replay_count = replay_count + 1, replayed_at = now() `+deadLetterWhere+`
+			RETURNING event_id, topic, key, payload, headers
+		), queued AS (
+			INSERT INTO outbox (topic, key, payload, headers)
+			SELECT topic, key, payload, headers - 'error' - 'attempts' FROM picked
+		), reset AS (
+			UPDATE webhook_events SET status = 'received', last_error = NULL
+			WHERE event_id IN (SELECT event_id FROM picked)
+		)
+		SELECT count(*), pg_notify('`+OutboxChannel+`', '') FROM picked`, f.ID, f.EventType, f.NotReplayed).Scan(&n, new(any))
+	return n, translate("replay dead letters", err)
+}

@@ -1,0 +1,119 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// OutboxChannel is the LISTEN/NOTIFY channel that wakes the outbox relay.
+const OutboxChannel = "acmecrm_outbox"
+
+// OutboxMessage is one queued Kafka record.
+type OutboxMessage struct {
+	ID      int64
+	Topic   string
+	Key     string
+	Payload []byte
+	Headers map[string]string
+}
+
+// PublishOutbox claims up to n unpublished rows in id order (FOR UPDATE
+// SKIP LOCKED: concurrent relays take different rows), hands them to
+// publish, and — only if publish succeeds — deletes them and marks their
+// webhook events published, all in one transaction. If publish fails the
+// rows stay for the next attempt. It returns how many rows it published.
+func (s *Store) PublishOutbox(ctx context.Context, n int, publish func(context.Context, []OutboxMessage) error) (int, error) {
+	var count int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, topic, key, payload, headers FROM outbox
+			WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, n)
+		if err != nil {
+			return err
+		}
+		msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (OutboxMessage, error) {
+			var m OutboxMessage
+			var h []byte
+			if err := r.Scan(&m.ID, &m.Topic, &m.Key, &m.Payload, &h); err != nil {
+				return m, err
+			}
+			return m, json.Unmarshal(h, &m.Headers)
+		})
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		if err := publish(ctx, msgs); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+		ids := make([]int64, len(msgs))
+		events := make([]string, 0, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.ID
+			if id := m.Headers["event-id"]; id != "" {
+				events = append(events, id)
+			}
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE webhook_events SET status = 'published', published_at = now()
+			WHERE event_id = ANY($1) AND status = 'received'`, events); err != nil {
+			return err
+		}
+		count = len(msgs)
+		return nil
+	})
+	return count, translate("publish outbox", err)
+}
+
+// OutboxBacklog is the number of unpublished rows and the age of the oldest.
+func (s *Store) OutboxBacklog(ctx context.Context) (int, time.Duration, error) {
+	var n int
+	var oldest *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL`).Scan(&n, &oldest)
+	if err != nil || oldest == nil {
+		return n, 0, translate("outbox backlog", err)
+	}
+	return n, s.opts.Now().Sub(*oldest), nil
+}
+
+// Listener waits for outbox notifications on a connection of its own.
+type Listener struct {
+	conn *pgxpool.Conn
+}
+
+// ListenOutbox starts listening for outbox notifications.
+func (s *Store) ListenOutbox(ctx context.Context) (*Listener, error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, translate("listen", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+OutboxChannel); err != nil {
+		conn.Release()
+		return nil, translate("listen", err)
+	}
+	return &Listener{conn: conn}, nil
+}
+
+// Wait returns when a notification arrives or after timeout (nil either
+// way), or with an error if the connection broke.
+func (l *Listener) Wait(ctx context.Context, timeout time.Duration) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	_, err := l.conn.Conn().WaitForNotification(wctx)
+	if err != nil && (errors.Is(err, context.DeadlineExceeded) || (ctx.Err() == nil && wctx.Err() != nil)) {
+		return nil
+	}
+	return err
+}
+
+// Close releases the connection (closing it: it is in LISTEN state).
+func (l *Listener) Close() {
+	_ = l.conn.Conn().Close(context.Background())
+	l.conn.Release()
+}
