@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/acmecrm/acmecrm/internal/devstack"
+	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
 )
 
 // The local run starts from nothing: its own PostgreSQL, Redis and broker,
@@ -43,5 +46,36 @@ func TestStackRunsCommandAgainstServers(t *testing.T) {
 	code, _, stderr := runCLI(t, env(nil), "stack", "--", "sh", "-c", script)
 	if code != 3 {
 		t.Fatalf("exit %d, want 3 (the command's own status); stderr %q", code, stderr)
+	}
+}
+
+func TestDLQCommand(t *testing.T) {
+	t.Parallel()
+	dbURL := infratest.DatabaseURL(t)
+	ctx := context.Background()
+	pool, err := postgres.Open(ctx, dbURL, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	if err := store.RecordDeadLetter(ctx, postgres.DeadLetter{EventID: "evt_dead", EventType: "contact.updated", Topic: "contact-events",
+		Key: "c1", Payload: []byte(`{}`), Headers: map[string]string{}, Error: "constraint violated", Attempts: 6}); err != nil {
+		t.Fatal(err)
+	}
+	e := env(map[string]string{"DATABASE_URL": dbURL})
+	if code, out, _ := runCLI(t, e, "dlq", "list"); code != 0 || !strings.Contains(out, "evt_dead") || !strings.Contains(out, "constraint violated") {
+		t.Errorf("dlq list: %d %q", code, out)
+	}
+	if code, _, _ := runCLI(t, e, "dlq", "replay"); code != 2 {
+		t.Errorf("replay without a selection: exit %d", code)
+	}
+	if code, out, _ := runCLI(t, e, "dlq", "replay", "--all"); code != 0 || !strings.Contains(out, "queued 1") {
+		t.Errorf("dlq replay --all: %d %q", code, out)
+	}
+	var n int
+	_ = pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
+	if n != 1 {
+		t.Errorf("outbox rows after replay: %d", n)
 	}
 }

@@ -25,6 +25,7 @@ Commands:
             broker, apply migrations, and serve on :3000
   migrate   apply (up) or list (status) database migrations
   users     create, list, set-role, delete the API's users
+  dlq       list or replay dead letters
   stack     start local PostgreSQL and Redis, run a command against them
   version   print the version
 
@@ -103,6 +104,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdMigrate(ctx, rest, getenv, stdout, stderr)
 	case "stack":
 		return cmdStack(ctx, rest, getenv, stdout, stderr)
+	case "dlq":
+		return cmdDLQ(ctx, rest, getenv, stdout, stderr)
 	case "users":
 		return cmdUsers(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "version":

@@ -55,6 +55,9 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	// Administration (admin role).
 	admin := func(h http.Handler) http.Handler { return body(g.authenticated(auth.RoleAdmin, h)) }
 	mux.Handle("GET /api/admin/users", admin(handleListUsers(opts.Store, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/admin/dead-letters", admin(handleListDeadLetters(opts.Store, opts.Logger, opts.Now)))
+	mux.Handle("POST /api/admin/dead-letters/{id}/replay", admin(handleReplayDeadLetter(opts.Store, opts.Logger, opts.Now)))
+	mux.Handle("POST /api/admin/dead-letters/replay", admin(handleReplayDeadLetters(opts.Store, opts.Logger, opts.Now)))
 
 	// Everything else: 404, or 405 with Allow when the path exists under
 	// another method.

@@ -1,0 +1,48 @@
+package httpapi
+
+import (
+	"context"
+	"strconv"
+	"testing"
+
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+func TestDeadLetterAdminAPI(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for i, typ := range []string{"contact.created", "contact.updated"} {
+		if err := b.store.RecordDeadLetter(ctx, postgres.DeadLetter{EventID: "e" + typ, EventType: typ, Topic: "contact-events",
+			Offset: int64(i), Key: "c1", Payload: []byte(`{}`), Headers: map[string]string{"event-id": "e" + typ}, Error: "boom", Attempts: 6}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := b.call("GET", "/api/admin/dead-letters", b.user, nil); r.status != 403 {
+		t.Errorf("user: %d", r.status)
+	}
+	r := b.call("GET", "/api/admin/dead-letters?eventType=contact.updated", b.admin, nil)
+	list := r.json["data"].([]any)
+	if r.status != 200 || len(list) != 1 || list[0].(map[string]any)["error"] != "boom" {
+		t.Fatalf("list: %d %s", r.status, r.body)
+	}
+	id := int(list[0].(map[string]any)["id"].(float64))
+	if r := b.call("POST", "/api/admin/dead-letters/replay", b.admin, map[string]any{}); r.status != 400 {
+		t.Errorf("replay without a filter: %d", r.status)
+	}
+	if r := b.call("POST", "/api/admin/dead-letters/999/replay", b.admin, nil); r.status != 404 {
+		t.Errorf("replay unknown: %d", r.status)
+	}
+	if r := b.call("POST", "/api/admin/dead-letters/"+strconv.Itoa(id)+"/replay", b.admin, nil); r.status != 202 || r.json["replayed"] != float64(1) {
+		t.Errorf("replay one: %d %s", r.status, r.body)
+	}
+	if r := b.call("POST", "/api/admin/dead-letters/replay", b.admin, map[string]any{"notReplayed": true}); r.json["replayed"] != float64(1) {
+		t.Errorf("replay not yet replayed: %s", r.body)
+	}
+	if r := b.call("POST", "/api/admin/dead-letters/replay", b.admin, map[string]any{"all": true}); r.json["replayed"] != float64(2) {
+		t.Errorf("replay all: %s", r.body)
+	}
+	if n := b.count(`SELECT count(*) FROM outbox WHERE topic = 'contact-events'`); n != 4 {
+		t.Errorf("outbox rows after replays: %d, want 4", n)
+	}
+}
