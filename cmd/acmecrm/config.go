@@ -83,6 +83,7 @@ var envVars = []envVar{
 	{"KAFKA_TOPIC_CONTACT_EVENTS", "contact-events", "Topic of the webhook events."},
 	{"KAFKA_TOPIC_DLQ", "contact-events-dlq", "Dead-letter topic of events that failed every retry."},
 	{"KAFKA_CONSUMER_GROUP", "contact-events-group", "Consumer group of the contact-events consumer."},
+	{"KAFKA_SESSION_TIMEOUT", "45s", "Consumer group session timeout: how long a crashed consumer's partitions wait before others take them."},
 	{"EVENT_MAX_RETRIES", "5", "Retries of a failing event (after the first attempt) before it is dead-lettered."},
 	{"INGEST_WRITERS", "2", "Webhook batches committing at once."},
 	{"INGEST_MAX_BATCH", "512", "Most webhooks in one coalesced insert."},
@@ -129,6 +130,7 @@ type config struct {
 	DLQTopic        string
 	ConsumerGroup   string
 	MaxRetries      int
+	SessionTimeout  time.Duration
 	IngestWriters   int
 	IngestMaxBatch  int
 }
@@ -331,6 +333,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.DLQTopic = r.str("KAFKA_TOPIC_DLQ")
 	c.ConsumerGroup = r.str("KAFKA_CONSUMER_GROUP")
 	c.MaxRetries = r.intRange("EVENT_MAX_RETRIES", 0, 100)
+	c.SessionTimeout = r.duration("KAFKA_SESSION_TIMEOUT")
 	c.IngestWriters = r.intRange("INGEST_WRITERS", 1, 64)
 	c.IngestMaxBatch = r.intRange("INGEST_MAX_BATCH", 1, 10000)
 	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))

@@ -206,7 +206,8 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	}
 	if slices.Contains(roles, "consumer") {
 		c, err := consumer.New(cfg.Kafka, store, logger, consumer.Options{
-			Group: cfg.ConsumerGroup, Topic: cfg.EventsTopic, DLQTopic: cfg.DLQTopic, MaxRetries: cfg.MaxRetries})
+			Group: cfg.ConsumerGroup, Topic: cfg.EventsTopic, DLQTopic: cfg.DLQTopic, MaxRetries: cfg.MaxRetries,
+			SessionTimeout: cfg.SessionTimeout})
 		if err != nil {
 			return err
 		}

@@ -33,6 +33,8 @@ type Options struct {
 	MaxRetries int           // attempts after the first; default 5
 	Backoff    time.Duration // first retry delay; default 100 ms
 	MaxBackoff time.Duration // default 5 s
+	// SessionTimeout is the group session timeout; 0 keeps franz-go's 45 s.
+	SessionTimeout time.Duration
 }
 
 // Consumer is one member of the consumer group.
@@ -55,7 +57,11 @@ func New(cfg kafka.Config, store *postgres.Store, logger *slog.Logger, opts Opti
 		opts.MaxBackoff = 5 * time.Second
 	}
 	c := &Consumer{store: store, logger: logger, opts: opts}
-	cl, err := kafka.NewClient(cfg,
+	extra := []kgo.Opt{}
+	if opts.SessionTimeout > 0 {
+		extra = append(extra, kgo.SessionTimeout(opts.SessionTimeout))
+	}
+	cl, err := kafka.NewClient(cfg, append(extra,
 		kgo.ConsumerGroup(opts.Group),
 		kgo.ConsumeTopics(opts.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -67,7 +73,7 @@ func New(cfg kafka.Config, store *postgres.Store, logger *slog.Logger, opts Opti
 				logger.Warn("consumer: commit on revoke failed", "err", err)
 			}
 		}),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
