@@ -107,17 +107,67 @@ func (c *Consumer) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for _, rec := range p.Records {
-					if !c.handle(ctx, rec) {
-						return // shutting down: the rest is redelivered
-					}
-					c.client.MarkCommitRecords(rec)
+				if c.handleBatch(ctx, p.Records) {
+					c.client.MarkCommitRecords(p.Records...)
 				}
 			}()
 		})
 		wg.Wait()
 		c.client.AllowRebalance()
 	}
+}
+
+// handleBatch applies a partition's records: the valid ones together in one
+// transaction (only each contact's newest event decides its row, so order
+// inside the batch does not matter), then any that cannot be applied one by
+// one through the retry and dead-letter path. It reports false only when
+// ctx ended first (nothing is marked; the batch is redelivered).
+func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) bool {
+	var valid []acmecrm.Event
+	var rest []*kgo.Record
+	for _, rec := range recs {
+		var ev acmecrm.Event
+		if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.EventID == "" || postgres.ValidateEvent(ev) != nil {
+			rest = append(rest, rec)
+			continue
+		}
+		valid = append(valid, ev)
+	}
+	delay := c.opts.Backoff
+	for len(valid) > 0 {
+		_, err := c.store.ApplyContactEvents(ctx, valid)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		if acmecrm.ErrorKind(err) != acmecrm.KindUnavailable {
+			// Something in the batch fails: settle each record on its own.
+			c.logger.Warn("consumer: batch failed; applying one by one", "records", len(valid), "err", err)
+			for _, rec := range recs {
+				if !c.handle(ctx, rec) {
+					return false
+				}
+			}
+			return true
+		}
+		c.logger.Warn("consumer: database unavailable; waiting", "err", err)
+		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay))))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+		delay = min(2*delay, c.opts.MaxBackoff)
+	}
+	for _, rec := range rest {
+		if !c.handle(ctx, rec) {
+			return false
+		}
+	}
+	return true
 }
 
 // errPermanent marks a record that no retry can fix (it does not decode).

@@ -50,65 +50,85 @@ func (s *Store) ApplyContactEvent(ctx context.Context, ev acmecrm.Event) (string
 	return outcome, err
 }
 
-func applyEvent(ctx context.Context, tx pgx.Tx, ev acmecrm.Event) (string, error) {
-	if ev.ContactID == "" {
-		return "", fmt.Errorf("event %s has no contact id", ev.EventID)
-	}
+// eventFields validates a CRM event and returns the contact fields it sets:
+// the mapped contact for a create/update, an empty tombstone for a delete.
+func eventFields(ev acmecrm.Event) (acmecrm.ContactFields, error) {
 	var fields acmecrm.ContactFields
+	if ev.ContactID == "" {
+		return fields, fmt.Errorf("event %s has no contact id", ev.EventID)
+	}
 	switch ev.EventType {
 	case acmecrm.EventContactCreated, acmecrm.EventContactUpdated:
 		fields = acmecrm.FromAcme(ev.Data)
 		var p acmecrm.Problems
 		fields.Validate(&p, "data.", false)
 		if err := p.Err("invalid contact in event"); err != nil {
-			return "", err
+			return fields, err
 		}
 	case acmecrm.EventContactDeleted:
 		fields.Normalize()
 		fields.Status = acmecrm.StatusDeleted
 	default:
-		return "", fmt.Errorf("event %s: cannot apply event type %q", ev.EventID, ev.EventType)
+		return fields, fmt.Errorf("event %s: cannot apply event type %q", ev.EventID, ev.EventType)
+	}
+	return fields, nil
+}
+
+// ValidateEvent reports whether ev can be applied at all (a consumer sends
+// events that cannot to the retry and dead-letter path one by one).
+func ValidateEvent(ev acmecrm.Event) error {
+	_, err := eventFields(ev)
+	return err
+}
+
+// upsertGuard finishes an INSERT INTO contacts AS c (…): insert, or update
+// only if the event is newer than the last applied one (by event time, then
+// event id). A delete leaves a tombstone: status deleted, no personal data
+// (the CRM deleted the contact; and a tombstone is the same whatever
+// preceded it, which is what makes any delivery order converge). A
+// create/update replaces every field and clears deleted_at (a restore).
+// Re-applying a contact's own state does not bump its version.
+const upsertGuard = `ON CONFLICT (source, source_id) DO UPDATE SET
+		first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
+		phone = EXCLUDED.phone, company = EXCLUDED.company, title = EXCLUDED.title,
+		street = EXCLUDED.street, city = EXCLUDED.city, state = EXCLUDED.state,
+		zip_code = EXCLUDED.zip_code, country = EXCLUDED.country, notes = EXCLUDED.notes,
+		tags = EXCLUDED.tags, custom_fields = EXCLUDED.custom_fields, status = EXCLUDED.status,
+		deleted_at = EXCLUDED.deleted_at,
+		last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id,
+		version = c.version + CASE WHEN
+			(c.first_name, c.last_name, c.email, c.phone, c.company, c.title, c.street, c.city, c.state,
+			 c.zip_code, c.country, c.notes, c.status, c.tags, c.custom_fields, c.deleted_at IS NULL)
+			IS DISTINCT FROM
+			(EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.company,
+			 EXCLUDED.title, EXCLUDED.street, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip_code,
+			 EXCLUDED.country, EXCLUDED.notes, EXCLUDED.status, EXCLUDED.tags, EXCLUDED.custom_fields,
+			 EXCLUDED.deleted_at IS NULL)
+			THEN 1 ELSE 0 END,
+		updated_at = now()
+	WHERE c.last_event_at IS NULL
+	   OR (c.last_event_at, c.last_event_id) < (EXCLUDED.last_event_at, EXCLUDED.last_event_id)`
+
+func applyEvent(ctx context.Context, tx pgx.Tx, ev acmecrm.Event) (string, error) {
+	fields, err := eventFields(ev)
+	if err != nil {
+		return "", err
 	}
 	at := ev.OccurredAt
 	var deletedAt *time.Time
 	if ev.EventType == acmecrm.EventContactDeleted {
 		deletedAt = &at
 	}
-	// Insert, or update only if this event is newer than the last applied.
-	// A delete leaves a tombstone: status deleted, no personal data (the CRM
-	// deleted the contact; and a tombstone is the same whatever preceded
-	// it, which is what makes any delivery order converge). A create/update
-	// replaces every field and clears deleted_at (a restore).
 	row := tx.QueryRow(ctx, `INSERT INTO contacts AS c (first_name, last_name, email, phone, company, title,
 			street, city, state, zip_code, country, notes, status, tags, custom_fields, source, source_id,
 			deleted_at, last_event_at, last_event_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
-		ON CONFLICT (source, source_id) DO UPDATE SET
-			first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
-			phone = EXCLUDED.phone, company = EXCLUDED.company, title = EXCLUDED.title,
-			street = EXCLUDED.street, city = EXCLUDED.city, state = EXCLUDED.state,
-			zip_code = EXCLUDED.zip_code, country = EXCLUDED.country, notes = EXCLUDED.notes,
-			tags = EXCLUDED.tags, custom_fields = EXCLUDED.custom_fields, status = EXCLUDED.status,
-			deleted_at = EXCLUDED.deleted_at,
-			last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id,
-			-- Re-applying a contact's own state does not bump its version.
-			version = c.version + CASE WHEN
-				(c.first_name, c.last_name, c.email, c.phone, c.company, c.title, c.street, c.city, c.state,
-				 c.zip_code, c.country, c.notes, c.status, c.tags, c.custom_fields, c.deleted_at IS NULL)
-				IS DISTINCT FROM
-				(EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.company,
-				 EXCLUDED.title, EXCLUDED.street, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip_code,
-				 EXCLUDED.country, EXCLUDED.notes, EXCLUDED.status, EXCLUDED.tags, EXCLUDED.custom_fields,
-				 EXCLUDED.deleted_at IS NULL)
-				THEN 1 ELSE 0 END,
-			updated_at = now()
-		WHERE c.last_event_at IS NULL
-		   OR (c.last_event_at, c.last_event_id) < (EXCLUDED.last_event_at, EXCLUDED.last_event_id)
+		`+upsertGuard+`
 		RETURNING xmax = 0, version`,
 		append(fieldArgs(fields), acmecrm.SourceAcme, ev.ContactID, deletedAt, at, ev.EventID)...)
 	var inserted bool
 	var version int64
-	err := row.Scan(&inserted, &version)
+	err = row.Scan(&inserted, &version)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return AppliedStale, nil
 	}

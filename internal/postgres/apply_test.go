@@ -122,6 +122,25 @@ func TestAnyDeliveryOrderConverges(t *testing.T) {
 		if dups != len(delivery)-len(all) {
 			t.Errorf("seed %d: %d duplicates recognised, want %d", seed, dups, len(delivery)-len(all))
 		}
+		// The consumer's batched path: the same delivery in random batches.
+		batched := postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{})
+		fresh := 0
+		for i := 0; i < len(delivery); {
+			n := 1 + r.IntN(50)
+			end := min(i+n, len(delivery))
+			k, err := batched.ApplyContactEvents(ctx, delivery[i:end])
+			if err != nil {
+				t.Fatal(err)
+			}
+			fresh += k
+			i = end
+		}
+		if fresh != len(all) {
+			t.Errorf("seed %d: batches counted %d new events, want %d", seed, fresh, len(all))
+		}
+		if b, w := readRows(t, batched), readRows(t, want); !reflect.DeepEqual(b, w) {
+			t.Fatalf("seed %d: batched rows differ from in-order rows", seed)
+		}
 		w, g := readRows(t, want), readRows(t, got)
 		if len(w) != 40 || !reflect.DeepEqual(w, g) {
 			for id := range w {
