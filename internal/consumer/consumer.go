@@ -153,12 +153,8 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) bool {
 			return true
 		}
 		c.logger.Warn("consumer: database unavailable; waiting", "err", err)
-		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay))))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, jitter(delay)) {
 			return false
-		case <-t.C:
 		}
 		delay = min(2*delay, c.opts.MaxBackoff)
 	}
@@ -206,12 +202,8 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 		c.logger.Warn("consumer: apply failed; retrying", "event_id", ev.EventID, "attempt", attempts, "err", err)
 		// An unavailable database is waited out (nothing could progress);
 		// other errors count toward the retry limit.
-		t := time.NewTimer(delay/2 + time.Duration(rand.Int64N(int64(delay))))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, jitter(delay)) {
 			return false
-		case <-t.C:
 		}
 		delay = min(2*delay, c.opts.MaxBackoff)
 		err = nil
@@ -253,12 +245,26 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.E
 			return false
 		}
 		c.logger.Warn("consumer: dead-lettering failed; retrying", "event_id", eventID, "err", err)
-		t := time.NewTimer(c.opts.Backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, c.opts.Backoff) {
 			return false
-		case <-t.C:
 		}
+	}
+}
+
+// jitter spreads a delay over [d/2, 3d/2) so that retries of many records
+// do not arrive together.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// pause waits d, reporting false if ctx ended first.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
