@@ -328,3 +328,38 @@ func TestSecondConsumerSharesPartitions(t *testing.T) {
 		t.Errorf("assigned %d + %d partitions, want 3 in all", a, b)
 	}
 }
+
+// Two relays at once publish each row once.
+func TestTwoRelaysPublishEachRowOnce(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	for i := 0; i < 300; i++ {
+		p.record(event(fmt.Sprintf("e%03d", i), acmecrm.EventContactCreated, fmt.Sprintf("c%d", i), time.Now().UTC(), "A"))
+	}
+	p.relay()
+	p.relay()
+	p.eventually("outbox drained", func() bool { return p.count(`SELECT count(*) FROM outbox`) == 0 })
+	cl, err := kafka.NewClient(p.cfg, kgo.ConsumeTopics(eventsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := map[string]int{}
+	total := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for total < 300 && time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+			for _, h := range r.Headers {
+				if h.Key == "event-id" {
+					seen[string(h.Value)]++
+				}
+			}
+			total++
+		})
+		cancel()
+	}
+	if total != 300 || len(seen) != 300 {
+		t.Fatalf("%d records for %d distinct events, want 300 each", total, len(seen))
+	}
+}
