@@ -102,7 +102,7 @@ func (s *Store) ApplyContactEvents(ctx context.Context, evs []acmecrm.Event) (in
 			`+upsertGuard, args...); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_events SET status = 'processed', processed_at = now(), attempts = attempts + 1, last_error = NULL
+		_, err = tx.Exec(ctx, `UPDATE webhook_events SET status = 'processed', processed_at = now(), published_at = coalesce(published_at, now()), attempts = attempts + 1, last_error = NULL
 			WHERE event_id = ANY($1)`, newIDs)
 		return err
 	})

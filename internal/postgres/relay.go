@@ -61,8 +61,11 @@ func (s *Store) PublishOutbox(ctx context.Context, n int, publish func(context.C
 		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE webhook_events SET status = 'published', published_at = now()
-			WHERE event_id = ANY($1) AND status = 'received'`, events); err != nil {
+		// The consumer may already have applied an event (it can read the
+		// record before this transaction commits): keep its later status.
+		if _, err := tx.Exec(ctx, `UPDATE webhook_events SET published_at = coalesce(published_at, now()),
+				status = CASE WHEN status = 'received' THEN 'published' ELSE status END
+			WHERE event_id = ANY($1)`, events); err != nil {
 			return err
 		}
 		count = len(msgs)
