@@ -122,3 +122,20 @@ psql -qtA -F ' ' "$pgurl" -c "SELECT count(*), round(count(*) / extract(epoch FR
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at) * 1000))
   FROM webhook_events WHERE processed_at IS NOT NULL" |
   awk '{printf "%-28s %10s events/s applied end to end (%s events)   lag p50 %s ms   p99 %s ms (received → contact committed)\n", "pipeline", $2, $1, $3, $4}'
+
+# Lag at a fixed rate (default 2,500/s, half the end-to-end target), with
+# bench/rateload: wrk cannot hold a rate.
+RATE=${BENCH_PIPELINE_RATE:-2500}
+go run ./bench/signgen -n $((RATE * 25)) -o "$work/signed-rate.txt"
+mark=$(psql -qtA "$pgurl" -c "SELECT coalesce(max(id), 0) FROM webhook_events")
+load=$(go run ./bench/rateload -rate "$RATE" -d 20s -signed "$work/signed-rate.txt" -url "$base/api/webhooks")
+for _ in $(seq 1 600); do
+  left=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events WHERE id > $mark AND status NOT IN ('processed', 'dead', 'ignored')")
+  [ "$left" = 0 ] && break
+  sleep 0.5
+done
+psql -qtA -F ' ' "$pgurl" -c "SELECT count(*),
+  round(percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at) * 1000)),
+  round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at) * 1000))
+  FROM webhook_events WHERE id > $mark" |
+  awk -v rate="$RATE" -v load="$load" '{printf "%-28s lag p50 %s ms   p99 %s ms at %s/s (%s events; load: %s)\n", "pipeline at fixed rate", $2, $3, rate, $1, load}'
