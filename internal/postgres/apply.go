@@ -81,6 +81,15 @@ func ValidateEvent(ev acmecrm.Event) error {
 	return err
 }
 
+// changed compares a contact row (c) with the incoming one (EXCLUDED).
+const changed = `(c.first_name, c.last_name, c.email, c.phone, c.company, c.title, c.street, c.city, c.state,
+			 c.zip_code, c.country, c.notes, c.status, c.tags, c.custom_fields, c.deleted_at)
+			IS DISTINCT FROM
+			(EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.company,
+			 EXCLUDED.title, EXCLUDED.street, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip_code,
+			 EXCLUDED.country, EXCLUDED.notes, EXCLUDED.status, EXCLUDED.tags, EXCLUDED.custom_fields,
+			 EXCLUDED.deleted_at)`
+
 // upsertGuard finishes an INSERT INTO contacts AS c (…): insert, or update
 // only if the event is newer than the last applied one (by event time, then
 // event id). A delete leaves a tombstone: status deleted, no personal data
@@ -96,16 +105,11 @@ const upsertGuard = `ON CONFLICT (source, source_id) DO UPDATE SET
 		tags = EXCLUDED.tags, custom_fields = EXCLUDED.custom_fields, status = EXCLUDED.status,
 		deleted_at = EXCLUDED.deleted_at,
 		last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id,
-		version = c.version + CASE WHEN
-			(c.first_name, c.last_name, c.email, c.phone, c.company, c.title, c.street, c.city, c.state,
-			 c.zip_code, c.country, c.notes, c.status, c.tags, c.custom_fields, c.deleted_at IS NULL)
-			IS DISTINCT FROM
-			(EXCLUDED.first_name, EXCLUDED.last_name, EXCLUDED.email, EXCLUDED.phone, EXCLUDED.company,
-			 EXCLUDED.title, EXCLUDED.street, EXCLUDED.city, EXCLUDED.state, EXCLUDED.zip_code,
-			 EXCLUDED.country, EXCLUDED.notes, EXCLUDED.status, EXCLUDED.tags, EXCLUDED.custom_fields,
-			 EXCLUDED.deleted_at IS NULL)
-			THEN 1 ELSE 0 END,
-		updated_at = now()
+		-- An event that changes nothing bumps neither the version nor
+		-- updated_at (so the row can be updated in place, without touching
+		-- its indexes: a HOT update).
+		version = c.version + CASE WHEN ` + changed + ` THEN 1 ELSE 0 END,
+		updated_at = CASE WHEN ` + changed + ` THEN now() ELSE c.updated_at END
 	WHERE c.last_event_at IS NULL
 	   OR (c.last_event_at, c.last_event_id) < (EXCLUDED.last_event_at, EXCLUDED.last_event_id)`
 
