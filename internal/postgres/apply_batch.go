@@ -102,8 +102,9 @@ func (s *Store) ApplyContactEvents(ctx context.Context, evs []acmecrm.Event) (in
 			`+upsertGuard, args...); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_events SET status = 'processed', processed_at = now(), published_at = coalesce(published_at, now()), attempts = attempts + 1, last_error = NULL
-			WHERE event_id = ANY($1)`, newIDs)
+		_, err = tx.Exec(ctx, `UPDATE webhook_events w SET status = 'processed', processed_at = now(),
+				published_at = coalesce(w.published_at, now()), attempts = w.attempts + 1, last_error = NULL
+			FROM (`+lockEventsInOrder+`) l WHERE w.id = l.id`, newIDs)
 		return err
 	})
 	return fresh, err

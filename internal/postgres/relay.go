@@ -11,6 +11,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// lockEventsInOrder locks the webhook_events rows of the event ids in $1 in
+// id order. The relay and the consumer both update batches of these rows,
+// often the same ones at the same moment; locking in one order means they
+// wait for each other instead of deadlocking.
+const lockEventsInOrder = `SELECT id FROM webhook_events WHERE event_id = ANY($1) ORDER BY id FOR UPDATE`
+
 // OutboxChannel is the LISTEN/NOTIFY channel that wakes the outbox relay.
 const OutboxChannel = "acmecrm_outbox"
 
@@ -63,9 +69,9 @@ func (s *Store) PublishOutbox(ctx context.Context, n int, publish func(context.C
 		}
 		// The consumer may already have applied an event (it can read the
 		// record before this transaction commits): keep its later status.
-		if _, err := tx.Exec(ctx, `UPDATE webhook_events SET published_at = coalesce(published_at, now()),
-				status = CASE WHEN status = 'received' THEN 'published' ELSE status END
-			WHERE event_id = ANY($1)`, events); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE webhook_events w SET published_at = coalesce(w.published_at, now()),
+				status = CASE WHEN w.status = 'received' THEN 'published' ELSE w.status END
+			FROM (`+lockEventsInOrder+`) l WHERE w.id = l.id`, events); err != nil {
 			return err
 		}
 		count = len(msgs)
