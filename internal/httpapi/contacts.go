@@ -220,7 +220,7 @@ var acmePaths = map[string]string{
 	"status": "acme_status", "tags": "acme_tags", "customFields": "acme_custom_fields",
 }
 
-// AcmePath maps an internal field path to its AcmeCRM name.
+// acmePath maps an internal field path to its AcmeCRM name.
 func acmePath(path string) string {
 	head, rest, _ := strings.Cut(path, ".")
 	if strings.HasPrefix(head, "address") {

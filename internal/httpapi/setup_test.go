@@ -235,10 +235,3 @@ func (b *bundle) create(body map[string]any) map[string]any {
 	}
 	return r.data()
 }
-
-func jsonUnmarshal(b []byte, v any) error {
-	if len(b) == 0 {
-		return nil
-	}
-	return json.Unmarshal(b, v)
-}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -25,26 +24,13 @@ func createdBody(eventID, contactID, ts string) string {
 // post sends body signed with key at time at; extra headers override.
 func (b *bundle) post(body string, key []byte, at time.Time, extra ...string) response {
 	b.t.Helper()
-	req, err := http.NewRequest("POST", b.srv.URL+"/api/webhooks", strings.NewReader(body))
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
+	var headers []string
 	if key != nil {
-		webhook.AcmeHeaders(req.Header, at, []byte(body), key)
+		h := http.Header{}
+		webhook.AcmeHeaders(h, at, []byte(body), key)
+		headers = []string{webhook.HeaderAcmeTimestamp, h.Get(webhook.HeaderAcmeTimestamp), webhook.HeaderAcmeSignature, h.Get(webhook.HeaderAcmeSignature)}
 	}
-	for i := 0; i+1 < len(extra); i += 2 {
-		req.Header.Set(extra[i], extra[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	out := response{status: resp.StatusCode, header: resp.Header}
-	out.body, _ = io.ReadAll(resp.Body)
-	_ = jsonUnmarshal(out.body, &out.json)
-	return out
+	return b.call("POST", "/api/webhooks", "", body, append(headers, extra...)...)
 }
 
 func (b *bundle) count(sql string, args ...any) int {
