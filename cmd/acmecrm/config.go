@@ -17,6 +17,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/httpapi"
 	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -87,6 +88,13 @@ var envVars = []envVar{
 	{"EVENT_MAX_RETRIES", "5", "Retries of a failing event (after the first attempt) before it is dead-lettered."},
 	{"INGEST_WRITERS", "2", "Webhook batches committing at once."},
 	{"INGEST_MAX_BATCH", "512", "Most webhooks in one coalesced insert."},
+	{"WEBHOOK_SIMULATOR_TARGET_URL", "", "Where the simulator sends when a request names no target, and the auto-trigger's target; empty means http://localhost:$PORT/api/webhooks (this service)."},
+	{"WEBHOOK_SIMULATOR_ALLOWED_TARGETS", "", "Comma-separated URL prefixes the simulator may send to; empty means this service's own receiver (http://127.0.0.1:$PORT/api/webhooks, http://localhost:$PORT/api/webhooks). Private and metadata addresses are refused unless a prefix names them."},
+	{"WEBHOOK_SIMULATOR_AUTO_TRIGGER", "false", "true: after an API create/update/delete of an acmecrm contact, the simulator sends the matching AcmeCRM webhook."},
+	{"WEBHOOK_SIMULATOR_MAX_RETRIES", "3", "Retries of a failed simulator delivery after its first attempt."},
+	{"WEBHOOK_SIMULATOR_RETRY_INITIAL_DELAY", "1000", "First retry delay in milliseconds; doubles per retry (with jitter)."},
+	{"WEBHOOK_SIMULATOR_RETRY_MAX_DELAY", "60000", "Longest retry delay in milliseconds."},
+	{"WEBHOOK_SIMULATOR_TIMEOUT", "10000", "Timeout of one simulator delivery attempt in milliseconds."},
 	{"JWT_SECRET", defaultJWTSecret, "HS256 signing secret, at least 32 bytes outside development."},
 	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h)."},
 	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
@@ -133,6 +141,39 @@ type config struct {
 	SessionTimeout  time.Duration
 	IngestWriters   int
 	IngestMaxBatch  int
+	Simulator       simulatorConfig
+}
+
+// simulatorConfig is the simulator's part of the configuration. Empty
+// TargetURL and AllowedTargets default to this service's own receiver,
+// whose port is known only once it listens.
+type simulatorConfig struct {
+	TargetURL      string
+	AllowedTargets string
+	AutoTrigger    bool
+	Retry          simulator.RetryPolicy
+	Timeout        time.Duration
+}
+
+// resolve fills the defaults for a service listening on port and checks
+// that the target is allowed.
+func (c simulatorConfig) resolve(port int) (target string, targets *simulator.Targets, err error) {
+	own := func(host string) string { return "http://" + host + ":" + strconv.Itoa(port) + "/api/webhooks" }
+	allowed := c.AllowedTargets
+	if allowed == "" {
+		allowed = own("127.0.0.1") + "," + own("localhost")
+	}
+	if targets, err = simulator.ParseTargets(allowed); err != nil {
+		return "", nil, fmt.Errorf("WEBHOOK_SIMULATOR_ALLOWED_TARGETS: %w", err)
+	}
+	target = c.TargetURL
+	if target == "" {
+		target = own("localhost")
+	}
+	if target, err = targets.Check(target); err != nil {
+		return "", nil, fmt.Errorf("WEBHOOK_SIMULATOR_TARGET_URL is not one of WEBHOOK_SIMULATOR_ALLOWED_TARGETS")
+	}
+	return target, targets, nil
 }
 
 // configError lists every problem found, one per line.
@@ -336,6 +377,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.SessionTimeout = r.duration("KAFKA_SESSION_TIMEOUT")
 	c.IngestWriters = r.intRange("INGEST_WRITERS", 1, 64)
 	c.IngestMaxBatch = r.intRange("INGEST_MAX_BATCH", 1, 10000)
+	c.Simulator = r.simulator()
 	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))
 	c.RequestTimeout = r.duration("REQUEST_TIMEOUT")
 	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT")
@@ -345,6 +387,38 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return config{}, r.problems
 	}
 	return c, nil
+}
+
+// simulator reads the WEBHOOK_SIMULATOR_* variables.
+func (r *envReader) simulator() simulatorConfig {
+	ms := func(name string, min, max int) time.Duration {
+		return time.Duration(r.intRange(name, min, max)) * time.Millisecond
+	}
+	c := simulatorConfig{
+		TargetURL:      r.str("WEBHOOK_SIMULATOR_TARGET_URL"),
+		AllowedTargets: r.str("WEBHOOK_SIMULATOR_ALLOWED_TARGETS"),
+		AutoTrigger:    r.boolean("WEBHOOK_SIMULATOR_AUTO_TRIGGER"),
+		Retry: simulator.RetryPolicy{
+			MaxRetries:   r.intRange("WEBHOOK_SIMULATOR_MAX_RETRIES", 0, 100),
+			InitialDelay: ms("WEBHOOK_SIMULATOR_RETRY_INITIAL_DELAY", 1, 3600000),
+			MaxDelay:     ms("WEBHOOK_SIMULATOR_RETRY_MAX_DELAY", 1, 86400000),
+		},
+		Timeout: ms("WEBHOOK_SIMULATOR_TIMEOUT", 100, 600000),
+	}
+	if c.Retry.MaxDelay < c.Retry.InitialDelay {
+		r.fail("WEBHOOK_SIMULATOR_RETRY_MAX_DELAY", "must not be less than WEBHOOK_SIMULATOR_RETRY_INITIAL_DELAY")
+	}
+	if c.AllowedTargets != "" {
+		if _, err := simulator.ParseTargets(c.AllowedTargets); err != nil {
+			r.fail("WEBHOOK_SIMULATOR_ALLOWED_TARGETS", "%v", err)
+		}
+	}
+	if c.TargetURL != "" {
+		if u, err := url.Parse(c.TargetURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.fail("WEBHOOK_SIMULATOR_TARGET_URL", "not an http(s) URL")
+		}
+	}
+	return c
 }
 
 // database reads DATABASE_URL, or builds it from the POSTGRES_* variables.

@@ -26,6 +26,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/outbox"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -225,6 +226,18 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	go func() { _ = batcher.Run(ingestCtx); close(ingestDone) }()
 	defer func() { stopIngest(); <-ingestDone }()
 
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	sim, err := newSimulator(cfg, store, logger, ln.Addr().(*net.TCPAddr).Port)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if slices.Contains(roles, "simulator") {
+		start("simulator", sim.Run)
+	}
 	handler := httpapi.NewServer(httpapi.Options{
 		Logger:              logger,
 		Version:             version,
@@ -234,6 +247,7 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 		Verifier:            &webhook.Verifier{Secrets: cfg.WebhookSecrets, MaxAge: cfg.WebhookMaxAge, Now: time.Now},
 		Parser:              parser,
 		Ingest:              batcher,
+		Simulator:           sim,
 		Store:               store,
 		Auth:                newAuth(cfg, d.redis),
 		Limiter: ratelimit.New(d.redis, cfg.RedisKeyPrefix, func(policy string, err error) {
@@ -247,10 +261,6 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 			{Name: "kafka", Check: func(ctx context.Context) error { return kafka.Ping(ctx, d.kafka) }},
 		},
 	})
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -281,4 +291,24 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// newSimulator builds the simulator for a service listening on port: it
+// signs with the current webhook secret, so its deliveries pass this
+// service's receiver.
+func newSimulator(cfg config, store *postgres.Store, logger *slog.Logger, port int) (*simulator.Simulator, error) {
+	target, targets, err := cfg.Simulator.resolve(port)
+	if err != nil {
+		return nil, err
+	}
+	return simulator.New(store, simulator.Options{
+		Key:           cfg.WebhookSecrets[0].Key,
+		Targets:       targets,
+		DefaultTarget: target,
+		AutoTrigger:   cfg.Simulator.AutoTrigger,
+		Retry:         cfg.Simulator.Retry,
+		Timeout:       cfg.Simulator.Timeout,
+		UserAgent:     "AcmeCRM-Simulator/" + version,
+		Logger:        logger,
+	}), nil
 }

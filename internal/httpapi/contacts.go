@@ -13,13 +13,24 @@ import (
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/simulator"
 )
 
 // contactsAPI serves SPEC §6.
 type contactsAPI struct {
 	store  *postgres.Store
+	sim    *simulator.Simulator
 	logger *slog.Logger
 	now    func() time.Time
+}
+
+// changed runs the simulator's auto-trigger after a committed change. The
+// change stands either way, so a failure to queue the webhook is logged,
+// not answered.
+func (c *contactsAPI) changed(r *http.Request, eventType string, ct acmecrm.Contact) {
+	if err := c.sim.ContactChanged(r.Context(), eventType, ct); err != nil {
+		c.logger.Error("simulator auto-trigger", "request_id", requestID(r.Context()), "contact_id", ct.ID, "err", err)
+	}
 }
 
 func (c *contactsAPI) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -207,6 +218,7 @@ func (c *contactsAPI) create() http.Handler {
 			c.fail(w, r, err)
 			return
 		}
+		c.changed(r, acmecrm.EventContactCreated, ct)
 		w.Header().Set("Location", "/api/contacts/"+ct.ID)
 		writeContact(w, http.StatusCreated, ct)
 	})
@@ -265,11 +277,13 @@ func (c *contactsAPI) upsertAcme() http.Handler {
 			c.fail(w, r, err)
 			return
 		}
-		status := http.StatusOK
+		status, eventType := http.StatusOK, acmecrm.EventContactUpdated
 		if created {
+			eventType = acmecrm.EventContactCreated
 			status = http.StatusCreated
 			w.Header().Set("Location", "/api/contacts/"+ct.ID)
 		}
+		c.changed(r, eventType, ct)
 		writeContact(w, status, ct)
 	})
 }
@@ -361,6 +375,7 @@ func (c *contactsAPI) replace() http.Handler {
 			c.fail(w, r, conflictError(err, pre))
 			return
 		}
+		c.changed(r, acmecrm.EventContactUpdated, ct)
 		writeContact(w, http.StatusOK, ct)
 	})
 }
@@ -440,6 +455,7 @@ func (c *contactsAPI) patch() http.Handler {
 			c.fail(w, r, conflictError(err, pre))
 			return
 		}
+		c.changed(r, acmecrm.EventContactUpdated, ct)
 		writeContact(w, http.StatusOK, ct)
 	})
 }
@@ -505,6 +521,7 @@ func (c *contactsAPI) delete() http.Handler {
 			c.fail(w, r, conflictError(err, pre))
 			return
 		}
+		c.changed(r, acmecrm.EventContactDeleted, ct)
 		w.Header().Set("ETag", etag(ct.Version))
 		encode(w, http.StatusOK, map[string]string{"message": "Contact deleted successfully", "id": ct.ID})
 	})

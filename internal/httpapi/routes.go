@@ -33,7 +33,7 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("POST /api/auth/logout-all", user(handleLogoutAll(opts.Auth, opts.Logger, opts.Now)))
 
 	// Contacts (SPEC §6).
-	c := &contactsAPI{store: opts.Store, logger: opts.Logger, now: opts.Now}
+	c := &contactsAPI{store: opts.Store, sim: opts.Simulator, logger: opts.Logger, now: opts.Now}
 	mux.Handle("GET /api/contacts", user(c.list()))
 	mux.Handle("POST /api/contacts", user(c.create()))
 	mux.Handle("POST /api/contacts/acme", user(c.upsertAcme()))
@@ -58,6 +58,11 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("GET /api/admin/dead-letters", admin(handleListDeadLetters(opts.Store, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/admin/dead-letters/{id}/replay", admin(handleReplayDeadLetter(opts.Store, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/admin/dead-letters/replay", admin(handleReplayDeadLetters(opts.Store, opts.Logger, opts.Now)))
+
+	// The simulator plays AcmeCRM (SPEC §7, admin role).
+	mux.Handle("POST /api/simulator/webhooks", admin(handleSimulate(opts.Simulator, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/simulator/webhooks/history", admin(handleSimulatorHistory(opts.Store, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/simulator/webhooks/history/{id}", admin(handleSimulatorDelivery(opts.Store, opts.Logger, opts.Now)))
 
 	// Everything else: 404, or 405 with Allow when the path exists under
 	// another method.

@@ -14,6 +14,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -54,6 +55,9 @@ type Options struct {
 	Verifier *webhook.Verifier
 	Parser   *webhook.Parser
 	Ingest   *ingest.Batcher
+
+	// Simulator serves /api/simulator/* and the auto-trigger.
+	Simulator *simulator.Simulator
 }
 
 // NewServer returns the service's root handler: every route of routes.go
