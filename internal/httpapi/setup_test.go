@@ -20,6 +20,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -33,6 +34,7 @@ type bundle struct {
 	rdb    *redis.Client
 	auth   *auth.Service
 	prefix string
+	sim    *simulator.Simulator
 	admin  string // an admin's token
 	user   string // a user's token
 }
@@ -44,6 +46,7 @@ type setupOpts struct {
 	checks      []Check
 	ttl         time.Duration
 	logOut      io.Writer // default: discarded
+	autoTrigger bool      // the simulator's auto-trigger
 }
 
 var generousLimits = Limits{
@@ -113,17 +116,30 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	if o.logOut != nil {
 		logger = slog.New(slog.NewJSONHandler(o.logOut, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	srv := httptest.NewServer(NewServer(Options{
+	// The simulator targets this server's own receiver, as in production.
+	srv := httptest.NewUnstartedServer(nil)
+	receiverURL := "http://" + srv.Listener.Addr().String() + "/api/webhooks"
+	targets, err := simulator.ParseTargets(receiverURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sim := simulator.New(store, simulator.Options{
+		Key: webhookSecret, Targets: targets, DefaultTarget: receiverURL, AutoTrigger: o.autoTrigger,
+		Retry:        simulator.RetryPolicy{MaxRetries: 3, InitialDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond},
+		PollInterval: 50 * time.Millisecond, Timeout: 5 * time.Second,
+	})
+	srv.Config.Handler = NewServer(Options{
 		Logger: logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
 		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
 			MaxAge:  5 * time.Minute, Now: time.Now,
 		},
-		Parser: parser, Ingest: batcher,
-	}))
+		Parser: parser, Ingest: batcher, Simulator: sim,
+	})
+	srv.Start()
 	t.Cleanup(func() { srv.Close(); cancel(); <-stopped })
-	b := &bundle{t: t, srv: srv, store: store, rdb: rdb, auth: a, prefix: prefix}
+	b := &bundle{t: t, srv: srv, store: store, rdb: rdb, auth: a, prefix: prefix, sim: sim}
 	b.addUser("admin@acmecrm.com", adminPassword, auth.RoleAdmin)
 	b.addUser("user@acmecrm.com", userPassword, auth.RoleUser)
 	b.admin = b.login("admin@acmecrm.com", adminPassword)
