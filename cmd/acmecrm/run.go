@@ -26,6 +26,8 @@ Commands:
   migrate   apply (up) or list (status) database migrations
   users     create, list, set-role, delete the API's users
   dlq       list or replay dead letters
+  simulate  play AcmeCRM: send signed webhooks of contact lifecycles to a
+            receiver at a given rate (load generator and demo)
   stack     start local PostgreSQL and Redis, run a command against them
   version   print the version
 
@@ -106,6 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return cmdStack(ctx, rest, getenv, stdout, stderr)
 	case "dlq":
 		return cmdDLQ(ctx, rest, getenv, stdout, stderr)
+	case "simulate":
+		return cmdSimulate(ctx, rest, getenv, stdout, stderr)
 	case "users":
 		return cmdUsers(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "version":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -90,26 +91,38 @@ const changed = `(c.first_name, c.last_name, c.email, c.phone, c.company, c.titl
 			 EXCLUDED.country, EXCLUDED.notes, EXCLUDED.status, EXCLUDED.tags, EXCLUDED.custom_fields,
 			 EXCLUDED.deleted_at)`
 
+// alreadyDeleted: the event is a delete and the contact is deleted already.
+const alreadyDeleted = `(EXCLUDED.deleted_at IS NOT NULL AND c.deleted_at IS NOT NULL)`
+
+// keepIfDeleted sets each content column from the event, except when
+// alreadyDeleted: then the row keeps its content.
+func keepIfDeleted(cols ...string) string {
+	var b strings.Builder
+	for _, col := range cols {
+		fmt.Fprintf(&b, "%s = CASE WHEN %s THEN c.%s ELSE EXCLUDED.%s END,\n\t\t", col, alreadyDeleted, col, col)
+	}
+	return b.String()
+}
+
 // upsertGuard finishes an INSERT INTO contacts AS c (…): insert, or update
 // only if the event is newer than the last applied one (by event time, then
 // event id). A delete leaves a tombstone: status deleted, no personal data
 // (the CRM deleted the contact; and a tombstone is the same whatever
 // preceded it, which is what makes any delivery order converge). A
 // create/update replaces every field and clears deleted_at (a restore).
-// Re-applying a contact's own state does not bump its version.
-const upsertGuard = `ON CONFLICT (source, source_id) DO UPDATE SET
-		first_name = EXCLUDED.first_name, last_name = EXCLUDED.last_name, email = EXCLUDED.email,
-		phone = EXCLUDED.phone, company = EXCLUDED.company, title = EXCLUDED.title,
-		street = EXCLUDED.street, city = EXCLUDED.city, state = EXCLUDED.state,
-		zip_code = EXCLUDED.zip_code, country = EXCLUDED.country, notes = EXCLUDED.notes,
-		tags = EXCLUDED.tags, custom_fields = EXCLUDED.custom_fields, status = EXCLUDED.status,
-		deleted_at = EXCLUDED.deleted_at,
+// Re-applying a contact's own state does not bump its version; in
+// particular a delete of a contact that is deleted already (by an earlier
+// delete, or through the API) moves only deleted_at, to the newest delete's
+// time, which keeps consecutive deletes convergent in any order.
+var upsertGuard = `ON CONFLICT (source, source_id) DO UPDATE SET
+		` + keepIfDeleted("first_name", "last_name", "email", "phone", "company", "title", "street", "city", "state",
+	"zip_code", "country", "notes", "tags", "custom_fields", "status") + `deleted_at = EXCLUDED.deleted_at,
 		last_event_at = EXCLUDED.last_event_at, last_event_id = EXCLUDED.last_event_id,
 		-- An event that changes nothing bumps neither the version nor
 		-- updated_at (so the row can be updated in place, without touching
 		-- its indexes: a HOT update).
-		version = c.version + CASE WHEN ` + changed + ` THEN 1 ELSE 0 END,
-		updated_at = CASE WHEN ` + changed + ` THEN now() ELSE c.updated_at END
+		version = c.version + CASE WHEN NOT ` + alreadyDeleted + ` AND ` + changed + ` THEN 1 ELSE 0 END,
+		updated_at = CASE WHEN NOT ` + alreadyDeleted + ` AND ` + changed + ` THEN now() ELSE c.updated_at END
 	WHERE c.last_event_at IS NULL
 	   OR (c.last_event_at, c.last_event_id) < (EXCLUDED.last_event_at, EXCLUDED.last_event_id)`
 

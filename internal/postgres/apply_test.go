@@ -18,6 +18,7 @@ import (
 type row struct {
 	Fields    acmecrm.ContactFields
 	Deleted   bool
+	DeletedAt string // when, so that the time of a tombstone converges too
 	LastEvent string
 }
 
@@ -41,7 +42,11 @@ func readRows(t *testing.T, store *postgres.Store) map[string]row {
 		}
 		var last string
 		_ = store.Pool().QueryRow(context.Background(), `SELECT last_event_id FROM contacts WHERE source='acmecrm' AND source_id=$1`, id).Scan(&last)
-		out[id] = row{Fields: c.ContactFields, Deleted: c.DeletedAt != nil, LastEvent: last}
+		r := row{Fields: c.ContactFields, Deleted: c.DeletedAt != nil, LastEvent: last}
+		if c.DeletedAt != nil {
+			r.DeletedAt = c.DeletedAt.UTC().Format(time.RFC3339Nano)
+		}
+		out[id] = r
 	}
 	return out
 }
@@ -202,5 +207,48 @@ func TestApplySemantics(t *testing.T) {
 	_ = store.Pool().QueryRow(ctx, `SELECT count(*) FROM processed_events WHERE event_id = 'e6'`).Scan(&marker)
 	if marker != 0 {
 		t.Error("a failed event left its processed marker behind")
+	}
+}
+
+// A delete of a contact that is deleted already changes nothing but the
+// time it was deleted: no version bump (the auto-trigger's round trip of
+// an API delete relies on it).
+func TestDeleteOfADeletedContactKeepsItsVersion(t *testing.T) {
+	t.Parallel()
+	store := postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{})
+	ctx := context.Background()
+	base := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
+	ev := func(id, typ string, at time.Duration) acmecrm.Event {
+		e := acmecrm.Event{EventID: id, EventType: typ, OccurredAt: base.Add(at), Source: acmecrm.SourceAcme, ContactID: "c-9"}
+		if typ != acmecrm.EventContactDeleted {
+			e.Data = acmecrm.AcmeContact{ContactID: "c-9", FirstName: "Ada", LastName: "L", Email: "ada@example.com"}
+		}
+		return e
+	}
+	for _, e := range []acmecrm.Event{ev("e1", acmecrm.EventContactCreated, 0), ev("e2", acmecrm.EventContactDeleted, time.Second)} {
+		if _, err := store.ApplyContactEvent(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := store.ContactBySource(ctx, acmecrm.SourceAcme, "c-9")
+	if err != nil || before.Version != 2 {
+		t.Fatalf("after create+delete: version %d, err %v", before.Version, err)
+	}
+	if o, err := store.ApplyContactEvent(ctx, ev("e3", acmecrm.EventContactDeleted, 2*time.Second)); err != nil || o != postgres.AppliedChanged {
+		t.Fatalf("second delete: %q %v", o, err)
+	}
+	after, err := store.ContactBySource(ctx, acmecrm.SourceAcme, "c-9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Version != 2 || !after.UpdatedAt.Equal(before.UpdatedAt) || after.DeletedAt == nil || !after.DeletedAt.Equal(base.Add(2*time.Second)) {
+		t.Fatalf("second delete: version %d (want 2), updatedAt moved %v, deletedAt %v", after.Version, !after.UpdatedAt.Equal(before.UpdatedAt), after.DeletedAt)
+	}
+	// A newer update still restores it (and that is a change).
+	if _, err := store.ApplyContactEvent(ctx, ev("e4", acmecrm.EventContactUpdated, 3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := store.ContactBySource(ctx, acmecrm.SourceAcme, "c-9"); c.DeletedAt != nil || c.Version != 3 {
+		t.Fatalf("restore: deletedAt %v version %d", c.DeletedAt, c.Version)
 	}
 }

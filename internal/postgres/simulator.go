@@ -61,6 +61,10 @@ type NewDelivery struct {
 	Delay                time.Duration
 	BadSignature         bool
 	TimestampSkewSeconds int
+	// Lease, when set, stores the delivery already claimed for its first
+	// attempt (status delivering, attempt 1) by the caller, who makes that
+	// attempt at once; Delay is then ignored.
+	Lease time.Duration
 }
 
 // deliveryColumns lists a delivery's columns, qualified by prefix ("d.")
@@ -82,8 +86,9 @@ func scanDelivery(r pgx.CollectableRow) (Delivery, error) {
 	return d, err
 }
 
-// CreateDeliveries stores deliveries as pending, due after their delay, in
-// one statement, and returns them in the given order.
+// CreateDeliveries stores deliveries as pending, due after their delay (or
+// claimed, see NewDelivery.Lease), in one statement, and returns them in
+// the given order.
 func (s *Store) CreateDeliveries(ctx context.Context, ds []NewDelivery) ([]Delivery, error) {
 	if len(ds) == 0 {
 		return nil, nil
@@ -91,7 +96,7 @@ func (s *Store) CreateDeliveries(ctx context.Context, ds []NewDelivery) ([]Deliv
 	n := len(ds)
 	eventIDs, types, targets, sources := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	bodies, maxes, delays := make([][]byte, n), make([]int32, n), make([]int64, n)
-	bad, skews := make([]bool, n), make([]int32, n)
+	bad, skews, claimed := make([]bool, n), make([]int32, n), make([]bool, n)
 	for i, d := range ds {
 		eventIDs[i], types[i], targets[i], bodies[i] = d.EventID, d.EventType, d.TargetURL, d.Body
 		sources[i] = d.Source
@@ -99,14 +104,18 @@ func (s *Store) CreateDeliveries(ctx context.Context, ds []NewDelivery) ([]Deliv
 			sources[i] = "api"
 		}
 		maxes[i], delays[i], bad[i], skews[i] = int32(d.MaxAttempts), d.Delay.Milliseconds(), d.BadSignature, int32(d.TimestampSkewSeconds)
+		if d.Lease > 0 {
+			delays[i], claimed[i] = d.Lease.Milliseconds(), true
+		}
 	}
 	rows, err := s.pool.Query(ctx, `INSERT INTO simulator_deliveries (event_id, event_type, target_url, body, source, status,
-			max_attempts, next_attempt_at, bad_signature, timestamp_skew_seconds)
-		SELECT e, t, u, b, src, 'pending', m, now() + d * interval '1 millisecond', bs, sk
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int[], $7::bigint[], $8::bool[], $9::int[])
-			WITH ORDINALITY AS x(e, t, u, b, src, m, d, bs, sk, ord)
+			max_attempts, next_attempt_at, bad_signature, timestamp_skew_seconds, attempts)
+		SELECT e, t, u, b, src, CASE WHEN c THEN 'delivering' ELSE 'pending' END, m,
+			now() + d * interval '1 millisecond', bs, sk, CASE WHEN c THEN 1 ELSE 0 END
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::int[], $7::bigint[], $8::bool[],
+			$9::int[], $10::bool[]) WITH ORDINALITY AS x(e, t, u, b, src, m, d, bs, sk, c, ord)
 		ORDER BY ord
-		RETURNING `+deliveryCols, eventIDs, types, targets, bodies, sources, maxes, delays, bad, skews)
+		RETURNING `+deliveryCols, eventIDs, types, targets, bodies, sources, maxes, delays, bad, skews, claimed)
 	if err != nil {
 		return nil, translate("create deliveries", err)
 	}

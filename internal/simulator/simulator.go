@@ -140,10 +140,17 @@ func (s *Simulator) Send(ctx context.Context, req Request) (Result, error) {
 		return Result{}, err
 	}
 	body := p.Body()
+	// Undelayed deliveries are stored claimed by this request, so that a
+	// worker does not take them first; if the process dies before the
+	// attempt ends, the lease runs out and a worker makes it.
+	var lease time.Duration
+	if req.Delay == 0 {
+		lease = s.lease()
+	}
 	nd := make([]postgres.NewDelivery, 1+req.Duplicates)
 	for i := range nd {
 		nd[i] = postgres.NewDelivery{EventID: p.EventID, EventType: p.EventType, TargetURL: target, Body: body,
-			Source: "api", MaxAttempts: s.opts.Retry.MaxRetries + 1, Delay: req.Delay,
+			Source: "api", MaxAttempts: s.opts.Retry.MaxRetries + 1, Delay: req.Delay, Lease: lease,
 			BadSignature: req.BadSignature, TimestampSkewSeconds: req.TimestampSkewSeconds}
 	}
 	ds, err := s.store.CreateDeliveries(ctx, nd)
@@ -154,23 +161,15 @@ func (s *Simulator) Send(ctx context.Context, req Request) (Result, error) {
 		s.Wake()
 		return Result{Event: p, Deliveries: ds}, nil
 	}
-	ids := make([]string, len(ds))
-	for i, d := range ds {
-		ids[i] = d.ID
-	}
 	// The first attempts belong to this request, not to its client: they
 	// finish (within the attempt timeout) even if the client goes away.
 	actx := context.WithoutCancel(ctx)
-	claimed, err := s.store.ClaimDeliveries(actx, ids, len(ids), s.lease())
-	if err != nil {
-		return Result{}, err
-	}
-	s.attemptAll(actx, claimed)
+	s.attemptAll(actx, ds)
 	s.Wake() // retries, if any, are due later
-	for i, id := range ids {
-		if d, err := s.store.SimulatorDelivery(actx, id); err == nil {
-			d.AttemptLog = nil
-			ds[i] = d
+	for i, d := range ds {
+		if got, err := s.store.SimulatorDelivery(actx, d.ID); err == nil {
+			got.AttemptLog = nil
+			ds[i] = got
 		}
 	}
 	return Result{Event: p, Deliveries: ds}, nil

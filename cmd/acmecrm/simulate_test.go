@@ -1,0 +1,192 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/acmecrm/acmecrm"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/simulator"
+)
+
+// authed sends an authenticated JSON request and decodes the answer.
+func authed(t *testing.T, method, url, token string, body any, headers ...string) (int, map[string]any) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+// The load generator's contacts flow through the whole pipeline and end
+// equal to the last event of each lifecycle, even with duplicates and
+// reordered sends.
+func TestSimulateLoadConvergesThroughThePipeline(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	s := startService(t, vars, "serve")
+
+	// The CLI: a summary that adds up, exit 0.
+	code, out, errOut := runCLI(t, env(vars), "simulate", "--url", s.base+"/api/webhooks", "--secret", "test-webhook-secret",
+		"--events", "150", "--rate", "0", "--concurrency", "4", "--duplicate-ratio", "0.2", "--json", "--quiet")
+	var sum simulator.Summary
+	if err := json.Unmarshal([]byte(out), &sum); code != 0 || err != nil {
+		t.Fatalf("simulate: exit %d, %v\n%s\n%s", code, err, out, errOut)
+	}
+	if sum.Sent < 150 || sum.Accepted != 150 || sum.Accepted+sum.Duplicate != sum.Sent || sum.Duplicate == 0 ||
+		len(sum.Rejected) != 0 || sum.Errors != 0 || sum.LatencyMs.P50 <= 0 || sum.LatencyMs.Max < sum.LatencyMs.P99 {
+		t.Fatalf("summary: %+v", sum)
+	}
+	// A wrong secret: every webhook refused, exit 1, counted by status.
+	code, out, _ = runCLI(t, env(vars), "simulate", "--url", s.base+"/api/webhooks", "--secret", "wrong",
+		"--events", "5", "--rate", "0", "--quiet")
+	if code != 1 || !strings.Contains(out, "rejected    401: 5") {
+		t.Fatalf("wrong secret: exit %d\n%s", code, out)
+	}
+
+	// The library: reordered and duplicated lifecycles converge.
+	load, err := simulator.NewLoad(simulator.LoadOptions{
+		URL: s.base + "/api/webhooks", Key: []byte("test-webhook-secret"), Concurrency: 6, Events: 400,
+		MaxUpdates: 4, DeleteRatio: 0.3, DuplicateRatio: 0.1, ReorderRatio: 0.4, Seed: 42,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := load.Run(context.Background()); sum.Errors != 0 || len(sum.Rejected) != 0 {
+		t.Fatalf("load: %+v", sum)
+	}
+	finals := load.Finals()
+	if len(finals) < 50 {
+		t.Fatalf("only %d complete lifecycles", len(finals))
+	}
+	pool, err := postgres.Open(context.Background(), vars["DATABASE_URL"], 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	deadline := time.Now().Add(60 * time.Second)
+	for id, want := range finals {
+		for {
+			c, err := store.ContactBySource(context.Background(), acmecrm.SourceAcme, id)
+			mismatch := err != nil || (c.Status == acmecrm.StatusDeleted) != want.Deleted
+			if err == nil && !want.Deleted {
+				w := acmecrm.FromAcme(want.Data)
+				mismatch = mismatch || c.Email != w.Email || c.Title != w.Title || c.Phone != w.Phone ||
+					c.Company != w.Company || c.Status != w.Status || !slices.Equal(c.Tags, w.Tags) || c.Address != w.Address
+			}
+			if !mismatch {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("contact %s: got %+v (err %v), want deleted=%v %+v", id, c, err, want.Deleted, want.Data)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// With the auto-trigger on, API changes of an AcmeCRM contact go out as
+// webhooks, come back through the pipeline, and change nothing: no loop,
+// no version bump.
+func TestAutoTriggerRoundTripDoesNotLoopOrBumpVersions(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	vars["ADMIN_USERNAME"], vars["ADMIN_PASSWORD"] = "ops@example.com", "ops-password-1"
+	vars["WEBHOOK_SIMULATOR_AUTO_TRIGGER"] = "true"
+	vars["WEBHOOK_SIMULATOR_RETRY_INITIAL_DELAY"] = "50"
+	s := startService(t, vars, "serve")
+	_, token := login(t, s.base, "ops@example.com", "ops-password-1")
+
+	// Each step: the API change, then wait until the webhook it triggered is
+	// processed by the consumer, then check the contact did not move.
+	processed := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			_, list := authed(t, "GET", s.base+"/api/webhooks?status=processed&limit=100", token, nil)
+			if events, _ := list["data"].([]any); len(events) == n {
+				return
+			} else if len(events) > n {
+				t.Fatalf("%d webhooks processed, want %d (a loop?)", len(events), n)
+			}
+			if time.Now().After(deadline) {
+				_, all := authed(t, "GET", s.base+"/api/simulator/webhooks/history", token, nil)
+				t.Fatalf("webhook %d never processed; deliveries: %v", n, all)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	version := func(id string) float64 {
+		t.Helper()
+		code, body := authed(t, "GET", s.base+"/api/contacts/"+id+"?x=1", token, nil)
+		if code != 200 {
+			t.Fatalf("get contact: %d %v", code, body)
+		}
+		return body["data"].(map[string]any)["version"].(float64)
+	}
+
+	code, body := authed(t, "POST", s.base+"/api/contacts", token, map[string]any{
+		"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com", "source": "acmecrm", "sourceId": "crm-ada",
+		"address": map[string]any{"street": "1 Main St", "city": "Springfield", "state": "IL", "zipCode": "62701", "country": "USA"},
+		"tags":    []string{"vip"}, "customFields": map[string]any{"tier": "gold", "seats": 3, "active": true},
+	})
+	if code != 201 {
+		t.Fatalf("create: %d %v", code, body)
+	}
+	id := body["data"].(map[string]any)["id"].(string)
+	processed(1)
+	if v := version(id); v != 1 {
+		t.Fatalf("after the created round trip: version %v, want 1", v)
+	}
+	if code, body := authed(t, "PATCH", s.base+"/api/contacts/"+id, token, map[string]any{"title": "Countess"}, "If-Match", `"1"`); code != 200 {
+		t.Fatalf("patch: %d %v", code, body)
+	}
+	processed(2)
+	if v := version(id); v != 2 {
+		t.Fatalf("after the updated round trip: version %v, want 2", v)
+	}
+	if code, body := authed(t, "DELETE", s.base+"/api/contacts/"+id, token, nil); code != 200 {
+		t.Fatalf("delete: %d %v", code, body)
+	}
+	processed(3)
+	if v := version(id); v != 3 {
+		t.Fatalf("after the deleted round trip: version %v, want 3", v)
+	}
+	_, hist := authed(t, "GET", s.base+"/api/simulator/webhooks/history", token, nil)
+	if total := hist["pagination"].(map[string]any)["total"]; total != 3.0 {
+		t.Errorf("%v deliveries, want 3", total)
+	}
+	// A contact from another source triggers nothing.
+	if code, _ := authed(t, "POST", s.base+"/api/contacts", token, map[string]any{
+		"firstName": "Bo", "lastName": "B", "email": "bo@example.com", "source": "api", "sourceId": strconv.Itoa(7)}); code != 201 {
+		t.Fatal("create api contact")
+	}
+	_, hist = authed(t, "GET", s.base+"/api/simulator/webhooks/history", token, nil)
+	if total := hist["pagination"].(map[string]any)["total"]; total != 3.0 {
+		t.Errorf("a non-AcmeCRM contact triggered a webhook: %v deliveries", total)
+	}
+}
