@@ -30,6 +30,13 @@ func TestUsageErrors(t *testing.T) {
 		{"migrate", "sideways"},
 		{"dev", "extra"},
 		{"stack"},
+		{"simulate", "--no-such-flag"},
+		{"simulate", "extra"},
+		{"simulate", "--concurrency", "0"},
+		{"simulate", "--duration", "0"},
+		{"simulate", "--delete-ratio", "2"},
+		{"simulate", "--rate", "-1"},
+		{"simulate", "--secret", "whsec_!!"},
 	}
 	for _, args := range cases {
 		code, _, stderr := runCLI(t, env(nil), args...)
@@ -55,6 +62,10 @@ func TestHelpAndVersion(t *testing.T) {
 	code, _, stderr := runCLI(t, env(nil), "serve", "--help")
 	if code != 0 || !strings.Contains(stderr, "--roles") {
 		t.Errorf("serve --help: %d %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, env(nil), "simulate", "--help")
+	if code != 0 || !strings.Contains(stderr, "-rate") || !strings.Contains(stderr, "-duplicate-ratio") {
+		t.Errorf("simulate --help: %d %q", code, stderr)
 	}
 }
 
