@@ -145,16 +145,18 @@ func NewLoad(opts LoadOptions) (*Load, error) {
 // returns the summary.
 func (l *Load) Run(ctx context.Context) Summary {
 	start := time.Now()
-	ctx, cancel := context.WithCancel(ctx)
+	// The duration ends the sending, not the requests in flight: those are
+	// answered and counted (only ctx, an interrupt, cuts them off).
+	sendCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if l.opts.Duration > 0 {
 		var c context.CancelFunc
-		ctx, c = context.WithTimeout(ctx, l.opts.Duration)
+		sendCtx, c = context.WithTimeout(sendCtx, l.opts.Duration)
 		defer c()
 	}
 	// Send slots: one per event, paced when a rate is set.
 	slots := make(chan struct{}, l.opts.Concurrency)
-	go l.pace(ctx, slots)
+	go l.pace(sendCtx, slots)
 
 	progressDone := make(chan struct{})
 	stopProgress := make(chan struct{})
@@ -180,7 +182,7 @@ func (l *Load) Run(ctx context.Context) Summary {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.worker(ctx, w, slots)
+			l.worker(ctx, sendCtx, w, slots)
 		}()
 	}
 	wg.Wait()
@@ -241,12 +243,12 @@ type event struct {
 
 // worker plays lifecycles one after another, one event per slot, so a
 // contact's events leave in order unless deliberately reordered.
-func (l *Load) worker(ctx context.Context, w int, slots <-chan struct{}) {
+func (l *Load) worker(ctx, sendCtx context.Context, w int, slots <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(l.opts.Seed, uint64(w)))
 	var queue []event
 	n := 0
 	for range slots {
-		if ctx.Err() != nil {
+		if sendCtx.Err() != nil {
 			return
 		}
 		if len(queue) == 0 {
