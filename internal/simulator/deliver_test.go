@@ -426,3 +426,36 @@ func TestDNSRebindingIsCaughtAtDialTime(t *testing.T) {
 		t.Errorf("the receiver was reached %d times", n)
 	}
 }
+
+func TestNetworkErrorsAndTimeoutsAreRetried(t *testing.T) {
+	t.Parallel()
+	// Nothing listens on a closed listener's port: connection refused.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + ln.Addr().String() + "/"
+	ln.Close()
+	// A receiver that answers only after the attempt timeout.
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) }) // runs first: lets the handler return so Close does not wait
+
+	f := newFixture(t, closed+","+slow.URL+"/")
+	f.opts.Timeout = 200 * time.Millisecond
+	f.opts.Retry.InitialDelay, f.opts.Retry.MaxDelay = time.Hour, time.Hour // the retry is scheduled, not made, here
+	s := f.sim()
+	for _, target := range []string{closed, slow.URL + "/"} {
+		d := f.send(s, target).Deliveries[0]
+		if d.Status != postgres.DeliveryPending || d.Attempts != 1 || d.LastError == nil || d.LastStatusCode != nil ||
+			d.NextAttemptAt == nil || time.Until(*d.NextAttemptAt) < 20*time.Minute {
+			t.Errorf("%s: status %s attempts %d next %v error %v", target, d.Status, d.Attempts, d.NextAttemptAt, d.LastError)
+		}
+	}
+}
