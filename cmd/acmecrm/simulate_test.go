@@ -190,3 +190,53 @@ func TestAutoTriggerRoundTripDoesNotLoopOrBumpVersions(t *testing.T) {
 		t.Errorf("a non-AcmeCRM contact triggered a webhook: %v deliveries", total)
 	}
 }
+
+// An admin's simulated webhook goes to the service's own receiver by
+// default and becomes a contact; one signed with a wrong secret is refused
+// by the receiver, fails without a retry and creates nothing.
+func TestSimulatorDeliveriesToOwnReceiverProduceContacts(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	vars["ADMIN_USERNAME"], vars["ADMIN_PASSWORD"] = "ops@example.com", "ops-password-1"
+	s := startService(t, vars, "serve")
+	_, token := login(t, s.base, "ops@example.com", "ops-password-1")
+
+	send := func(sourceID string, badSignature bool) map[string]any {
+		t.Helper()
+		code, body := authed(t, "POST", s.base+"/api/simulator/webhooks", token, map[string]any{
+			"eventType": "contact.created", "badSignature": badSignature,
+			"data": map[string]any{"sourceId": sourceID, "firstName": "Grace", "lastName": "Hopper", "email": sourceID + "@example.com"},
+		})
+		if code != 202 {
+			t.Fatalf("simulate: %d %v", code, body)
+		}
+		return body["delivery"].(map[string]any)
+	}
+	if d := send("crm-grace", false); d["status"] != "delivered" || d["lastStatusCode"] != 202.0 || d["attempts"] != 1.0 {
+		t.Fatalf("delivery: %v", d)
+	}
+	if d := send("crm-forged", true); d["status"] != "failed" || d["lastStatusCode"] != 401.0 || d["attempts"] != 1.0 {
+		t.Fatalf("badly signed delivery: %v", d)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := authed(t, "GET", s.base+"/api/contacts/source/acmecrm/crm-grace", token, nil)
+		if code == 200 {
+			if c := body["data"].(map[string]any); c["email"] != "crm-grace@example.com" || c["firstName"] != "Grace" {
+				t.Fatalf("contact: %v", c)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the delivered webhook never became a contact: %d %v", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	_, list := authed(t, "GET", s.base+"/api/webhooks?limit=100", token, nil)
+	if events, _ := list["data"].([]any); len(events) != 1 {
+		t.Errorf("%d webhooks stored, want only the validly signed one", len(events))
+	}
+	if code, _ := authed(t, "GET", s.base+"/api/contacts/source/acmecrm/crm-forged", token, nil); code != 404 {
+		t.Errorf("the forged webhook's contact: %d, want 404", code)
+	}
+}
