@@ -41,6 +41,18 @@ func authed(t *testing.T, method, url, token string, body any, headers ...string
 	return resp.StatusCode, m
 }
 
+// startAsAdmin starts `acmecrm serve` with a bootstrap admin and logs in.
+func startAsAdmin(t *testing.T, vars map[string]string) (*service, string) {
+	t.Helper()
+	vars["ADMIN_USERNAME"], vars["ADMIN_PASSWORD"] = "ops@example.com", "ops-password-1"
+	s := startService(t, vars, "serve")
+	code, token := login(t, s.base, "ops@example.com", "ops-password-1")
+	if code != 200 {
+		t.Fatalf("admin login: %d", code)
+	}
+	return s, token
+}
+
 // The load generator's contacts flow through the whole pipeline and end
 // equal to the last event of each lifecycle, even with duplicates and
 // reordered sends.
@@ -115,11 +127,9 @@ func TestSimulateLoadConvergesThroughThePipeline(t *testing.T) {
 func TestAutoTriggerRoundTripDoesNotLoopOrBumpVersions(t *testing.T) {
 	t.Parallel()
 	vars := testEnv(t)
-	vars["ADMIN_USERNAME"], vars["ADMIN_PASSWORD"] = "ops@example.com", "ops-password-1"
 	vars["WEBHOOK_SIMULATOR_AUTO_TRIGGER"] = "true"
 	vars["WEBHOOK_SIMULATOR_RETRY_INITIAL_DELAY"] = "50"
-	s := startService(t, vars, "serve")
-	_, token := login(t, s.base, "ops@example.com", "ops-password-1")
+	s, token := startAsAdmin(t, vars)
 
 	// Each step: the API change, then wait until the webhook it triggered is
 	// processed by the consumer, then check the contact did not move.
@@ -197,9 +207,7 @@ func TestAutoTriggerRoundTripDoesNotLoopOrBumpVersions(t *testing.T) {
 func TestSimulatorDeliveriesToOwnReceiverProduceContacts(t *testing.T) {
 	t.Parallel()
 	vars := testEnv(t)
-	vars["ADMIN_USERNAME"], vars["ADMIN_PASSWORD"] = "ops@example.com", "ops-password-1"
-	s := startService(t, vars, "serve")
-	_, token := login(t, s.base, "ops@example.com", "ops-password-1")
+	s, token := startAsAdmin(t, vars)
 
 	send := func(sourceID string, badSignature bool) map[string]any {
 		t.Helper()
