@@ -18,6 +18,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/simulator"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -100,6 +101,13 @@ var envVars = []envVar{
 	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
 	{"REQUEST_TIMEOUT", "30s", "Deadline of each HTTP request (504 after it)."},
 	{"SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown waits for in-flight work."},
+	{"METRICS_ENABLED", "true", "Serve Prometheus metrics at GET /metrics (on every process, whatever its roles)."},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); spans go to <it>/v1/traces. Tracing is off when this and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT are empty."},
+	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "Full OTLP/HTTP traces URL; overrides OTEL_EXPORTER_OTLP_ENDPOINT."},
+	{"OTEL_EXPORTER_OTLP_HEADERS", "", "Headers sent to the collector: comma-separated key=value (e.g. an API key)."},
+	{"OTEL_SERVICE_NAME", "acmecrm", "service.name of the spans."},
+	{"OTEL_TRACES_SAMPLER_ARG", "1", "Share of new traces sampled, 0–1 (a caller's sampled traceparent is always followed)."},
+	{"OTEL_BSP_SCHEDULE_DELAY", "5000", "Milliseconds spans wait to be exported in one batch."},
 	{"GOGC", "400", "Go GC target percentage (Go's own default is 100); the heap is small, so trading memory for CPU pays."},
 }
 
@@ -131,6 +139,8 @@ type config struct {
 	RequestTimeout  time.Duration
 	ShutdownTimeout time.Duration
 	GCPercent       int
+	Metrics         bool
+	Tracing         telemetry.TracingConfig
 	WebhookSecrets  []webhook.Secret
 	WebhookMaxAge   time.Duration
 	WebhookMaxBody  int64
@@ -382,6 +392,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.RequestTimeout = r.duration("REQUEST_TIMEOUT")
 	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT")
 	c.GCPercent = r.intRange("GOGC", 10, 10000)
+	c.Metrics = r.boolean("METRICS_ENABLED")
+	c.Tracing = r.tracing()
 
 	if len(r.problems) > 0 {
 		return config{}, r.problems
@@ -418,6 +430,40 @@ func (r *envReader) simulator() simulatorConfig {
 			r.fail("WEBHOOK_SIMULATOR_TARGET_URL", "not an http(s) URL")
 		}
 	}
+	return c
+}
+
+// tracing reads the OpenTelemetry variables (the standard OTEL_* names).
+func (r *envReader) tracing() telemetry.TracingConfig {
+	c := telemetry.TracingConfig{ServiceName: r.str("OTEL_SERVICE_NAME"), Version: version}
+	c.TracesURL = r.str("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+	if c.TracesURL == "" {
+		if base := r.str("OTEL_EXPORTER_OTLP_ENDPOINT"); base != "" {
+			c.TracesURL = strings.TrimRight(base, "/") + "/v1/traces"
+		}
+	}
+	if c.TracesURL != "" {
+		if u, err := url.Parse(c.TracesURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.fail("OTEL_EXPORTER_OTLP_ENDPOINT", "not an http(s) URL")
+		}
+	}
+	if h := r.str("OTEL_EXPORTER_OTLP_HEADERS"); h != "" {
+		c.Headers = map[string]string{}
+		for _, kv := range strings.Split(h, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || strings.TrimSpace(k) == "" {
+				r.fail("OTEL_EXPORTER_OTLP_HEADERS", "expected key=value pairs separated by commas")
+				break
+			}
+			c.Headers[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	ratio, err := strconv.ParseFloat(r.str("OTEL_TRACES_SAMPLER_ARG"), 64)
+	if err != nil || ratio < 0 || ratio > 1 {
+		r.fail("OTEL_TRACES_SAMPLER_ARG", "not a number between 0 and 1")
+	}
+	c.SampleRatio = ratio
+	c.BatchDelay = time.Duration(r.intRange("OTEL_BSP_SCHEDULE_DELAY", 1, 600000)) * time.Millisecond
 	return c
 }
 

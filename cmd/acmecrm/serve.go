@@ -27,6 +27,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/simulator"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -82,12 +83,14 @@ func parseRoles(s string) ([]string, error) {
 	return roles, nil
 }
 
+// newLogger logs structured lines; those logged with a context carry its
+// request id, trace id and span id.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
 	if cfg.LogFormat == "text" {
-		return slog.New(slog.NewTextHandler(w, opts))
+		return slog.New(telemetry.NewLogHandler(slog.NewTextHandler(w, opts)))
 	}
-	return slog.New(slog.NewJSONHandler(w, opts))
+	return slog.New(telemetry.NewLogHandler(slog.NewJSONHandler(w, opts)))
 }
 
 // deps are the connections every role shares.
@@ -99,7 +102,7 @@ type deps struct {
 
 // connect opens PostgreSQL, Redis and Kafka clients and checks each answers,
 // so a misconfigured deployment fails at start-up, loudly.
-func connect(ctx context.Context, cfg config) (*deps, error) {
+func connect(ctx context.Context, cfg config, kafkaOpts ...kgo.Opt) (*deps, error) {
 	d := &deps{}
 	var err error
 	if d.pool, err = postgres.Open(ctx, cfg.DatabaseURL, cfg.PostgresMaxConn); err != nil {
@@ -115,7 +118,7 @@ func connect(ctx context.Context, cfg config) (*deps, error) {
 		d.close()
 		return nil, fmt.Errorf("connect to redis %s: %w", ropts.Addr, err)
 	}
-	if d.kafka, err = kafka.NewClient(cfg.Kafka); err != nil {
+	if d.kafka, err = kafka.NewClient(cfg.Kafka, kafkaOpts...); err != nil {
 		d.close()
 		return nil, err
 	}
@@ -171,13 +174,41 @@ func ensureAdmin(ctx context.Context, store *postgres.Store, cfg config, logger 
 // gracefully: stop accepting, finish in-flight requests, close clients.
 func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger) error {
 	debug.SetGCPercent(cfg.GCPercent)
-	d, err := connect(ctx, cfg)
+	var metrics *telemetry.Metrics
+	if cfg.Metrics {
+		metrics = telemetry.NewMetrics(version)
+	}
+	tracing, err := telemetry.NewTracing(ctx, cfg.Tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// Last: flush the spans of everything that stopped before.
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(fctx); err != nil {
+			logger.Warn("flushing spans failed", "err", err)
+		}
+	}()
+	var kafkaOpts []kgo.Opt
+	if hooks := telemetry.KafkaHooks(metrics, tracing, "producer"); len(hooks) > 0 {
+		kafkaOpts = append(kafkaOpts, kgo.WithHooks(hooks...))
+	}
+	d, err := connect(ctx, cfg, kafkaOpts...)
 	if err != nil {
 		return err
 	}
 	defer d.close()
 
 	store := postgres.NewStore(d.pool, postgres.StoreOptions{ContactsTopic: cfg.ContactsTopic})
+	metrics.WatchOutbox(func(ctx context.Context) ([]telemetry.Backlog, error) {
+		bs, err := store.OutboxBacklog(ctx)
+		out := make([]telemetry.Backlog, len(bs))
+		for i, b := range bs {
+			out[i] = telemetry.Backlog{Topic: b.Topic, Rows: b.Rows, OldestAge: b.OldestAge}
+		}
+		return out, err
+	}, cfg.EventsTopic, cfg.ContactsTopic)
 	if err := ensureAdmin(ctx, store, cfg, logger); err != nil {
 		return err
 	}
@@ -203,12 +234,12 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 		}()
 	}
 	if slices.Contains(roles, "relay") {
-		start("outbox relay", outbox.New(store, d.kafka, logger, outbox.Options{}).Run)
+		start("outbox relay", outbox.New(store, d.kafka, logger, outbox.Options{Metrics: metrics}).Run)
 	}
 	if slices.Contains(roles, "consumer") {
 		c, err := consumer.New(cfg.Kafka, store, logger, consumer.Options{
 			Group: cfg.ConsumerGroup, Topic: cfg.EventsTopic, DLQTopic: cfg.DLQTopic, MaxRetries: cfg.MaxRetries,
-			SessionTimeout: cfg.SessionTimeout})
+			SessionTimeout: cfg.SessionTimeout, Metrics: metrics, Tracing: tracing})
 		if err != nil {
 			return err
 		}
@@ -220,7 +251,8 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	}
 	// The batcher outlives the HTTP server: requests in flight during the
 	// graceful shutdown still need their commits.
-	batcher := ingest.New(store, ingest.Options{Topic: cfg.EventsTopic, Writers: cfg.IngestWriters, MaxBatch: cfg.IngestMaxBatch})
+	batcher := ingest.New(store, ingest.Options{Topic: cfg.EventsTopic, Writers: cfg.IngestWriters, MaxBatch: cfg.IngestMaxBatch,
+		Metrics: metrics})
 	ingestCtx, stopIngest := context.WithCancel(context.WithoutCancel(ctx))
 	ingestDone := make(chan struct{})
 	go func() { _ = batcher.Run(ingestCtx); close(ingestDone) }()
@@ -230,7 +262,7 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	sim, err := newSimulator(cfg, store, logger, ln.Addr().(*net.TCPAddr).Port)
+	sim, err := newSimulator(cfg, store, logger, metrics, ln.Addr().(*net.TCPAddr).Port)
 	if err != nil {
 		_ = ln.Close()
 		return err
@@ -255,6 +287,8 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 		}),
 		Limits:     cfg.Limits,
 		ProbesOnly: !slices.Contains(roles, "api"),
+		Metrics:    metrics,
+		Tracing:    tracing,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: d.pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }},
@@ -296,7 +330,7 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 // newSimulator builds the simulator for a service listening on port: it
 // signs with the current webhook secret, so its deliveries pass this
 // service's receiver.
-func newSimulator(cfg config, store *postgres.Store, logger *slog.Logger, port int) (*simulator.Simulator, error) {
+func newSimulator(cfg config, store *postgres.Store, logger *slog.Logger, metrics *telemetry.Metrics, port int) (*simulator.Simulator, error) {
 	target, targets, err := cfg.Simulator.resolve(port)
 	if err != nil {
 		return nil, err
@@ -310,5 +344,6 @@ func newSimulator(cfg config, store *postgres.Store, logger *slog.Logger, port i
 		Timeout:       cfg.Simulator.Timeout,
 		UserAgent:     "AcmeCRM-Simulator/" + version,
 		Logger:        logger,
+		Metrics:       metrics,
 	}), nil
 }

@@ -19,10 +19,15 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kotel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 // Options configure a consumer.
@@ -35,6 +40,9 @@ type Options struct {
 	MaxBackoff time.Duration // default 5 s
 	// SessionTimeout is the group session timeout; 0 keeps franz-go's 45 s.
 	SessionTimeout time.Duration
+	// Metrics and Tracing report what the consumer does (nil: nothing).
+	Metrics *telemetry.Metrics
+	Tracing *telemetry.Tracing
 }
 
 // Consumer is one member of the consumer group.
@@ -43,6 +51,7 @@ type Consumer struct {
 	client *kgo.Client
 	logger *slog.Logger
 	opts   Options
+	tracer *kotel.Tracer // nil when tracing is off
 }
 
 // New joins the group on the cluster cfg describes.
@@ -56,10 +65,16 @@ func New(cfg kafka.Config, store *postgres.Store, logger *slog.Logger, opts Opti
 	if opts.MaxBackoff <= 0 {
 		opts.MaxBackoff = 5 * time.Second
 	}
-	c := &Consumer{store: store, logger: logger, opts: opts}
+	c := &Consumer{store: store, logger: logger, opts: opts, tracer: telemetry.KafkaTracer(opts.Tracing)}
 	extra := []kgo.Opt{}
 	if opts.SessionTimeout > 0 {
 		extra = append(extra, kgo.SessionTimeout(opts.SessionTimeout))
+	}
+	if hooks := telemetry.KafkaHooks(opts.Metrics, nil, "consumer"); len(hooks) > 0 {
+		extra = append(extra, kgo.WithHooks(hooks...))
+	}
+	if c.tracer != nil {
+		extra = append(extra, kgo.WithHooks(c.tracer))
 	}
 	cl, err := kafka.NewClient(cfg, append(extra,
 		kgo.ConsumerGroup(opts.Group),
@@ -67,11 +82,15 @@ func New(cfg kafka.Config, store *postgres.Store, logger *slog.Logger, opts Opti
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
 		kgo.BlockRebalanceOnPoll(),
-		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 			// Hand over only what is committed in PostgreSQL.
 			if err := cl.CommitMarkedOffsets(ctx); err != nil {
 				logger.Warn("consumer: commit on revoke failed", "err", err)
 			}
+			opts.Metrics.ConsumerPartitionsLost(revoked)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+			opts.Metrics.ConsumerPartitionsLost(lost)
 		}),
 	)...)
 	if err != nil {
@@ -104,6 +123,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		// Partitions are independent: apply them concurrently, each in order.
 		var wg sync.WaitGroup
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if n := len(p.Records); n > 0 {
+				c.opts.Metrics.ConsumerLag(p.Topic, p.Partition, p.HighWatermark-p.Records[n-1].Offset-1)
+			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -124,7 +146,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 // ctx ended first (nothing is marked; the batch is redelivered).
 func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) bool {
 	var valid []acmecrm.Event
-	var rest []*kgo.Record
+	var validRecs, rest []*kgo.Record
 	for _, rec := range recs {
 		var ev acmecrm.Event
 		if err := json.Unmarshal(rec.Value, &ev); err != nil || ev.EventID == "" || postgres.ValidateEvent(ev) != nil {
@@ -132,13 +154,18 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) bool {
 			continue
 		}
 		valid = append(valid, ev)
+		validRecs = append(validRecs, rec)
 	}
 	delay := c.opts.Backoff
 	for len(valid) > 0 {
-		_, err := c.store.ApplyContactEvents(ctx, valid)
+		spans := c.startSpans(validRecs)
+		start := time.Now()
+		fresh, err := c.store.ApplyContactEvents(ctx, valid)
 		if err == nil {
+			c.applied(valid, fresh, start, spans)
 			break
 		}
+		endSpans(spans, err)
 		if ctx.Err() != nil {
 			return false
 		}
@@ -166,6 +193,52 @@ func (c *Consumer) handleBatch(ctx context.Context, recs []*kgo.Record) bool {
 	return true
 }
 
+// startSpans starts each record's process span (nil when tracing is off):
+// the record's trace continues into the transaction that applies it.
+func (c *Consumer) startSpans(recs []*kgo.Record) []trace.Span {
+	if c.tracer == nil {
+		return nil
+	}
+	spans := make([]trace.Span, len(recs))
+	for i, rec := range recs {
+		_, spans[i] = c.tracer.WithProcessSpan(rec)
+		spans[i].SetAttributes(attribute.Int("acmecrm.batch.size", len(recs)))
+	}
+	return spans
+}
+
+func endSpans(spans []trace.Span, err error) {
+	for _, sp := range spans {
+		if err != nil {
+			sp.RecordError(err)
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
+	}
+}
+
+// applied records a committed batch in the metrics and its spans.
+func (c *Consumer) applied(evs []acmecrm.Event, fresh []string, start time.Time, spans []trace.Span) {
+	committed := time.Now()
+	isNew := make(map[string]bool, len(fresh))
+	for _, id := range fresh {
+		isNew[id] = true
+	}
+	for i, ev := range evs {
+		outcome := "duplicate"
+		if isNew[ev.EventID] {
+			outcome = "applied"
+			delete(isNew, ev.EventID) // a copy later in the same batch is a duplicate
+		}
+		c.opts.Metrics.EventApplied(ev.EventType, outcome, committed.Sub(start), ev.OccurredAt, ev.ReceivedAt, committed)
+		if spans != nil {
+			spans[i].SetAttributes(attribute.String("acmecrm.event.id", ev.EventID),
+				attribute.String("acmecrm.event.type", ev.EventType), attribute.String("acmecrm.event.outcome", outcome))
+		}
+	}
+	endSpans(spans, nil)
+}
+
 // errPermanent marks a record that no retry can fix (it does not decode).
 var errPermanent = errors.New("permanent")
 
@@ -177,15 +250,29 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 	if err != nil || ev.EventID == "" {
 		err = fmt.Errorf("%w: record value is not an event: %v", errPermanent, err)
 	}
+	if c.tracer != nil {
+		var span trace.Span
+		ctx, span = c.tracer.WithProcessSpan(rec)
+		span.SetAttributes(attribute.String("acmecrm.event.id", ev.EventID))
+		defer span.End()
+	}
 	attempts := 0
 	delay := c.opts.Backoff
 	for {
 		if err == nil {
 			attempts++
-			_, err = c.store.ApplyContactEvent(ctx, ev)
+			start := time.Now()
+			var outcome string
+			outcome, err = c.store.ApplyContactEvent(ctx, ev)
 			if err == nil {
+				if outcome != postgres.AppliedDuplicate {
+					outcome = "applied"
+				}
+				now := time.Now()
+				c.opts.Metrics.EventApplied(ev.EventType, outcome, now.Sub(start), ev.OccurredAt, ev.ReceivedAt, now)
 				return true
 			}
+			trace.SpanFromContext(ctx).RecordError(err)
 		}
 		if ctx.Err() != nil {
 			return false
@@ -199,7 +286,8 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 				c.logger.Warn("consumer: cannot record failure", "event_id", ev.EventID, "err", merr)
 			}
 		}
-		c.logger.Warn("consumer: apply failed; retrying", "event_id", ev.EventID, "attempt", attempts, "err", err)
+		c.opts.Metrics.EventRetry(ev.EventType)
+		c.logger.WarnContext(ctx, "consumer: apply failed; retrying", "event_id", ev.EventID, "attempt", attempts, "err", err)
 		// An unavailable database is waited out (nothing could progress);
 		// other errors count toward the retry limit.
 		if !pause(ctx, jitter(delay)) {
@@ -238,7 +326,9 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.E
 			})
 		}
 		if err == nil {
-			c.logger.Error("consumer: event dead-lettered", "event_id", eventID, "attempts", attempts, "err", cause)
+			c.opts.Metrics.EventDeadLettered(ev.EventType)
+			trace.SpanFromContext(ctx).SetStatus(codes.Error, "dead-lettered: "+cause.Error())
+			c.logger.ErrorContext(ctx, "consumer: event dead-lettered", "event_id", eventID, "attempts", attempts, "err", cause)
 			return true
 		}
 		if ctx.Err() != nil {

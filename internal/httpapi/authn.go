@@ -15,6 +15,7 @@ import (
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/auth"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 // Limits are the rate-limit policies of SPEC §5.
@@ -72,6 +73,7 @@ type gate struct {
 	auth    *auth.Service
 	limiter *ratelimit.Limiter
 	limits  Limits
+	metrics *telemetry.Metrics
 	logger  *slog.Logger
 	now     func() time.Time
 }
@@ -80,6 +82,7 @@ type gate struct {
 func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := g.limiter.Allow(r.Context(), p, clientIP(r))
+		g.metrics.RateLimit(p.Name, d.Allowed, d.Fallback)
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
 			deny(w, r, g.now, d)
@@ -94,6 +97,7 @@ func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 func (g *gate) limitLocally(lim *ratelimit.Local, p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := lim.Allow(p, clientIP(r))
+		g.metrics.RateLimitLocal(p.Name, d.Allowed)
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
 			deny(w, r, g.now, d)
@@ -138,6 +142,7 @@ func (g *gate) authenticated(role string, next http.Handler) http.Handler {
 			return
 		}
 		d := pending.Decision()
+		g.metrics.RateLimit(g.limits.API.Name, d.Allowed, d.Fallback)
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
 			deny(w, r, g.now, d)
@@ -156,6 +161,7 @@ func (g *gate) authenticated(role string, next http.Handler) http.Handler {
 // it against the client IP's public limit (429 once that is spent).
 func (g *gate) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	d := g.limiter.Allow(r.Context(), g.limits.Public, clientIP(r))
+	g.metrics.RateLimit(g.limits.Public.Name, d.Allowed, d.Fallback)
 	setRateHeaders(w, d, g.now())
 	if !d.Allowed {
 		deny(w, r, g.now, d)

@@ -29,7 +29,7 @@ type contactsAPI struct {
 // not answered.
 func (c *contactsAPI) changed(r *http.Request, eventType string, ct acmecrm.Contact) {
 	if err := c.sim.ContactChanged(r.Context(), eventType, ct); err != nil {
-		c.logger.Error("simulator auto-trigger", "request_id", requestID(r.Context()), "contact_id", ct.ID, "err", err)
+		c.logger.ErrorContext(r.Context(), "simulator auto-trigger", "contact_id", ct.ID, "err", err)
 	}
 }
 

@@ -69,7 +69,7 @@ func classify(err error) *acmecrm.Error {
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, now func() time.Time, err error) {
 	e := classify(err)
 	if e.Kind == acmecrm.KindInternal {
-		logger.ErrorContext(r.Context(), "internal error", "request_id", requestID(r.Context()), "err", err)
+		logger.ErrorContext(r.Context(), "internal error", "err", err)
 	}
 	writeEnvelope(w, r, now, e.Kind, e.Code, e.Message, e.Details)
 }
@@ -91,6 +91,7 @@ func writeEnvelopeStatus(w http.ResponseWriter, r *http.Request, now func() time
 	if details == nil {
 		details = struct{}{}
 	}
+	setErrCode(r.Context(), code)
 	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "5") // a 503 is temporary: tell senders when to come back
 	}

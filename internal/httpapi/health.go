@@ -61,7 +61,7 @@ func handleReadiness(checks []Check, logger *slog.Logger, now func() time.Time) 
 				if err != nil {
 					failed = true
 					results[c.Name] = "unavailable"
-					logger.WarnContext(ctx, "readiness check failed", "request_id", requestID(ctx), "check", c.Name, "err", err)
+					logger.WarnContext(ctx, "readiness check failed", "check", c.Name, "err", err)
 					return
 				}
 				results[c.Name] = "ok"

@@ -10,21 +10,21 @@ import (
 	"runtime/debug"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/acmecrm/acmecrm"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	routeKey
-)
+const routeKey ctxKey = iota
 
 // requestID returns the id of the request ctx belongs to.
-func requestID(ctx context.Context) string {
-	id, _ := ctx.Value(requestIDKey).(string)
-	return id
-}
+func requestID(ctx context.Context) string { return telemetry.RequestID(ctx) }
 
 // validRequestID accepts a caller's X-Request-ID only if it is short and
 // plain, so it cannot inject anything into logs or headers.
@@ -57,7 +57,7 @@ func withRequestID(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-ID", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		next.ServeHTTP(w, r.WithContext(telemetry.WithRequestID(r.Context(), id)))
 	})
 }
 
@@ -89,8 +89,16 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // route carries the matched route pattern from the mux back out to the
 // middleware that runs around it (requests are copied on the way in, so the
-// mux's r.Pattern is not visible outside).
-type route struct{ pattern string }
+// mux's r.Pattern is not visible outside), and the error code of an error
+// answer.
+type route struct{ pattern, errCode string }
+
+// setErrCode records the error envelope's code for the middleware.
+func setErrCode(ctx context.Context, code string) {
+	if rt, ok := ctx.Value(routeKey).(*route); ok {
+		rt.errCode = code
+	}
+}
 
 // recordRoute runs the mux and records which pattern served the request.
 func recordRoute(mux *http.ServeMux) http.Handler {
@@ -110,29 +118,48 @@ func routeLabel(pattern string) string {
 	return pattern
 }
 
-// logAccess writes one structured line per request.
-func logAccess(next http.Handler, logger *slog.Logger) http.Handler {
+// observe runs each request in a server span (continuing the caller's
+// traceparent), counts it in the metrics by route pattern, and writes one
+// structured access-log line.
+func observe(next http.Handler, logger *slog.Logger, m *telemetry.Metrics, tracer trace.Tracer) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		done := m.HTTPStarted()
+		defer done()
+		ctx := telemetry.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path)))
+		defer span.End()
 		rt := &route{}
 		sw := &statusWriter{ResponseWriter: w}
-		next.ServeHTTP(sw, r.WithContext(context.WithValue(r.Context(), routeKey, rt)))
+		next.ServeHTTP(sw, r.WithContext(context.WithValue(ctx, routeKey, rt)))
 		if sw.status == 0 {
 			sw.status = http.StatusOK
+		}
+		d := time.Since(start)
+		label := routeLabel(rt.pattern)
+		m.HTTPRequest(r.Method, label, sw.status, d)
+		span.SetName(label)
+		span.SetAttributes(attribute.String("http.route", label), attribute.Int("http.response.status_code", sw.status))
+		if sw.status >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status))
 		}
 		level := slog.LevelInfo
 		if sw.status >= 500 {
 			level = slog.LevelError
 		}
-		logger.LogAttrs(r.Context(), level, "http request",
-			slog.String("request_id", requestID(r.Context())),
+		attrs := []slog.Attr{
 			slog.String("method", r.Method),
-			slog.String("route", routeLabel(rt.pattern)),
+			slog.String("route", label),
 			slog.Int("status", sw.status),
 			slog.Int64("bytes", sw.bytes),
-			slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 			slog.String("remote", r.RemoteAddr),
-		)
+		}
+		if rt.errCode != "" {
+			attrs = append(attrs, slog.String("error_code", rt.errCode))
+		}
+		logger.LogAttrs(ctx, level, "http request", attrs...)
 	})
 }
 
@@ -148,8 +175,7 @@ func recoverPanics(next http.Handler, logger *slog.Logger, now func() time.Time)
 			if v == http.ErrAbortHandler {
 				panic(v)
 			}
-			logger.ErrorContext(r.Context(), "panic serving request",
-				"request_id", requestID(r.Context()), "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			logger.ErrorContext(r.Context(), "panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
 			if sw, ok := w.(*statusWriter); ok && sw.status != 0 {
 				return // headers already sent; nothing more can be said
 			}

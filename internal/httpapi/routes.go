@@ -10,7 +10,7 @@ import (
 // addRoutes is the service's whole URL space, in one place.
 func addRoutes(mux *http.ServeMux, opts Options) {
 	started := opts.Now()
-	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, logger: opts.Logger, now: opts.Now}
+	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, metrics: opts.Metrics, logger: opts.Logger, now: opts.Now}
 	// Bodies are capped before anything reads them.
 	body := func(h http.Handler) http.Handler { return limitBody(h, opts.MaxBodyBytes, opts.Now) }
 	user := func(h http.Handler) http.Handler { return body(g.authenticated("", h)) }
@@ -19,6 +19,9 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	// Probes are not rate limited: orchestrators must always reach them.
 	mux.Handle("GET /healthz", handleLiveness())
 	mux.Handle("GET /readyz", handleReadiness(opts.Checks, opts.Logger, opts.Now))
+	if opts.Metrics != nil {
+		mux.Handle("GET /metrics", opts.Metrics.Handler())
+	}
 	if opts.ProbesOnly {
 		mux.Handle("GET /health", handleHealth(opts.Version, started, opts.Now))
 		mux.Handle("/", handleUnmatched(mux, opts.Now))
@@ -46,11 +49,15 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	// Webhooks (SPEC §3): the receiver is authenticated by its signature and
 	// limited per source IP (in memory: a generous flood guard that should
 	// not cost a Redis round trip per event); the audit API needs a token.
-	mux.Handle("POST /api/webhooks", limitBody(g.limitLocally(ratelimit.NewLocal(), opts.Limits.Webhook,
-		handleWebhook(opts.Verifier, opts.Parser, opts.Ingest, opts.Logger, opts.Now)), opts.WebhookMaxBodyBytes, opts.Now))
+	mux.Handle("POST /api/webhooks", countWebhooks(limitBody(g.limitLocally(ratelimit.NewLocal(), opts.Limits.Webhook,
+		handleWebhook(opts.Verifier, opts.Parser, opts.Ingest, opts.Metrics, opts.Tracing.Tracer("httpapi"), opts.Logger, opts.Now)),
+		opts.WebhookMaxBodyBytes, opts.Now), opts.Metrics))
 	mux.Handle("GET /api/webhooks", user(handleListWebhooks(opts.Store, false, opts.Logger, opts.Now)))
 	mux.Handle("GET /api/webhooks/pending", user(handleListWebhooks(opts.Store, true, opts.Logger, opts.Now)))
 	mux.Handle("GET /api/webhooks/{eventId}", user(handleGetWebhook(opts.Store, opts.Logger, opts.Now)))
+
+	// Event tracking (SPEC §9), from durable state.
+	mux.Handle("GET /api/metrics/events", user(handleEventMetrics(opts.Store, opts.Logger, opts.Now)))
 
 	// Administration (admin role).
 	admin := func(h http.Handler) http.Handler { return body(g.authenticated(auth.RoleAdmin, h)) }

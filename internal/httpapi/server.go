@@ -15,6 +15,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/simulator"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -58,6 +59,11 @@ type Options struct {
 
 	// Simulator serves /api/simulator/* and the auto-trigger.
 	Simulator *simulator.Simulator
+
+	// Metrics are served at /metrics and fed by every request (nil: no
+	// /metrics); Tracing traces every request (nil: off).
+	Metrics *telemetry.Metrics
+	Tracing *telemetry.Tracing
 }
 
 // NewServer returns the service's root handler: every route of routes.go
@@ -69,12 +75,16 @@ func NewServer(opts Options) http.Handler {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	opts.Logger = slog.New(telemetry.NewLogHandler(opts.Logger.Handler()))
+	if opts.Tracing == nil {
+		opts.Tracing = telemetry.Disabled()
+	}
 	mux := http.NewServeMux()
 	addRoutes(mux, opts)
 	var h http.Handler = recordRoute(mux)
 	h = withTimeout(h, opts.RequestTimeout)
 	h = recoverPanics(h, opts.Logger, opts.Now)
-	h = logAccess(h, opts.Logger)
+	h = observe(h, opts.Logger, opts.Metrics, opts.Tracing.Tracer("httpapi"))
 	h = withRequestID(h)
 	return h
 }

@@ -61,7 +61,7 @@ func handleSimulate(sim *simulator.Simulator, logger *slog.Logger, now func() ti
 			writeError(w, r, logger, now, err)
 			return
 		}
-		logger.Info("simulated webhook", "request_id", requestID(r.Context()), "event_id", res.Event.EventID,
+		logger.InfoContext(r.Context(), "simulated webhook", "event_id", res.Event.EventID,
 			"event_type", res.Event.EventType, "deliveries", len(res.Deliveries))
 		encode(w, http.StatusAccepted, map[string]any{
 			"event": res.Event, "delivery": res.Deliveries[0], "duplicates": res.Deliveries[1:],

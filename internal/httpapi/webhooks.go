@@ -9,9 +9,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/ingest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -25,7 +30,8 @@ var keptHeaders = []string{
 // handleWebhook is POST /api/webhooks (SPEC §3): content type → body size →
 // signature → payload, then the event is committed (coalesced with
 // concurrent ones) before 202 is sent. Bodies and secrets are never logged.
-func handleWebhook(v *webhook.Verifier, p *webhook.Parser, b *ingest.Batcher, logger *slog.Logger, now func() time.Time) http.Handler {
+func handleWebhook(v *webhook.Verifier, p *webhook.Parser, b *ingest.Batcher, m *telemetry.Metrics, tracer trace.Tracer,
+	logger *slog.Logger, now func() time.Time) http.Handler {
 	type accepted struct {
 		Message   string `json:"message"`
 		EventID   string `json:"eventId"`
@@ -46,6 +52,7 @@ func handleWebhook(v *webhook.Verifier, p *webhook.Parser, b *ingest.Batcher, lo
 			writeError(w, r, logger, now, err)
 			return
 		}
+		m.WebhookVerified(verified.Scheme, verified.SecretID)
 		received := now()
 		ev, err := p.Parse(body, received)
 		if err != nil {
@@ -58,17 +65,50 @@ func handleWebhook(v *webhook.Verifier, p *webhook.Parser, b *ingest.Batcher, lo
 				headers[h] = val
 			}
 		}
-		outcome, err := b.Record(r.Context(), postgres.IncomingEvent{
+		// The ingest span's context is stored with the outbox row: the
+		// trace goes on through the relay, Kafka and the consumer.
+		ctx, span := tracer.Start(r.Context(), "webhook ingest", trace.WithAttributes(
+			attribute.String("acmecrm.event.id", ev.EventID), attribute.String("acmecrm.event.type", ev.EventType)))
+		start := time.Now()
+		outcome, err := b.Record(ctx, postgres.IncomingEvent{
 			Event: ev, Scheme: verified.Scheme, SecretID: verified.SecretID, Headers: headers, RawBody: body,
+			TraceParent: telemetry.Inject(ctx)["traceparent"],
 		})
 		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.End()
 			writeError(w, r, logger, now, err)
 			return
 		}
+		span.SetAttributes(attribute.String("acmecrm.webhook.outcome", outcome))
+		span.End()
+		m.WebhookStored(outcome, ev.EventType, time.Since(start))
 		encode(w, http.StatusAccepted, accepted{
 			Message: "Webhook accepted", EventID: ev.EventID, Status: outcome,
 			Timestamp: received.UTC().Format(time.RFC3339Nano),
 		})
+	})
+}
+
+// countWebhooks counts every request to the receiver and each refusal by
+// its error code — including those answered before the handler runs
+// (body too large, rate limited).
+func countWebhooks(next http.Handler, m *telemetry.Metrics) http.Handler {
+	if m == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.WebhookReceived()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		if sw.status >= 400 {
+			code := "unknown"
+			if rt, ok := r.Context().Value(routeKey).(*route); ok && rt.errCode != "" {
+				code = rt.errCode
+			}
+			m.WebhookRejected(code)
+		}
 	})
 }
 

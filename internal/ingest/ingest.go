@@ -12,6 +12,7 @@ import (
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 // Options size the batcher.
@@ -23,6 +24,8 @@ type Options struct {
 	Writers int
 	// MaxBatch caps the rows of one statement. Default 512.
 	MaxBatch int
+	// Metrics records the rows of each commit (nil: nothing).
+	Metrics *telemetry.Metrics
 }
 
 // Batcher records webhooks in coalesced batches.
@@ -118,6 +121,7 @@ func (b *Batcher) commit(ctx context.Context, batch []*request) {
 	if err == nil {
 		b.batches.Add(1)
 		b.rows.Add(int64(len(batch)))
+		b.opts.Metrics.IngestBatch(len(batch))
 	}
 	if err != nil && len(batch) > 1 && acmecrm.ErrorKind(err) != acmecrm.KindUnavailable {
 		// One bad row must not fail its neighbours: retry one by one.

@@ -15,12 +15,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 // Options configure a relay.
 type Options struct {
 	Batch int           // rows per claim; default 500
 	Poll  time.Duration // fallback poll interval; default 250 ms
+	// Metrics counts what is published (nil: nothing).
+	Metrics *telemetry.Metrics
 }
 
 // Relay publishes outbox rows.
@@ -60,6 +63,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			}
 			// Kafka or PostgreSQL unavailable: the rows wait, we back off.
 			backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+			r.opts.Metrics.OutboxFailed()
 			r.logger.Warn("outbox relay: publish failed; rows stay queued", "err", err, "retry_in", backoff.String())
 			sleep(ctx, backoff+time.Duration(rand.Int64N(int64(backoff/2)+1)))
 			continue
@@ -84,12 +88,18 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// runOnce publishes one batch.
+// runOnce publishes one batch. A row's stored trace context becomes the
+// record's context, so the client's tracing hook (when on) makes the
+// publish span a child of the request that wrote the row.
 func (r *Relay) runOnce(ctx context.Context) (int, error) {
-	return r.store.PublishOutbox(ctx, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) error {
+	start := time.Now()
+	byTopic := map[string]int{}
+	n, err := r.store.PublishOutbox(ctx, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) error {
+		clear(byTopic)
 		recs := make([]*kgo.Record, len(msgs))
 		for i, m := range msgs {
-			rec := &kgo.Record{Topic: m.Topic, Key: []byte(m.Key), Value: m.Payload}
+			byTopic[m.Topic]++
+			rec := &kgo.Record{Topic: m.Topic, Key: []byte(m.Key), Value: m.Payload, Context: telemetry.Extract(ctx, m.Headers)}
 			for k, v := range m.Headers {
 				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 			}
@@ -102,6 +112,10 @@ func (r *Relay) runOnce(ctx context.Context) (int, error) {
 		}
 		return nil
 	})
+	if err == nil && n > 0 {
+		r.opts.Metrics.OutboxPublished(byTopic, time.Since(start))
+	}
+	return n, err
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -15,12 +15,13 @@ import (
 // but a handful of statements and one commit for the whole batch. Within
 // the batch only each contact's newest event can decide its row, so only
 // that one is written; the others are recorded as processed (stale). Every
-// event must have passed ValidateEvent. It returns how many events were new.
-func (s *Store) ApplyContactEvents(ctx context.Context, evs []acmecrm.Event) (int, error) {
+// event must have passed ValidateEvent. It returns the ids of the events
+// that were new (the others were duplicates).
+func (s *Store) ApplyContactEvents(ctx context.Context, evs []acmecrm.Event) ([]string, error) {
 	if len(evs) == 0 {
-		return 0, nil
+		return nil, nil
 	}
-	var fresh int
+	var fresh []string
 	err := s.contactTx(ctx, "apply contact events", func(tx pgx.Tx) error {
 		ids := make([]string, len(evs))
 		for i, ev := range evs {
@@ -35,8 +36,8 @@ func (s *Store) ApplyContactEvents(ctx context.Context, evs []acmecrm.Event) (in
 		if err != nil {
 			return err
 		}
-		fresh = len(newIDs)
-		if fresh == 0 {
+		fresh = newIDs
+		if len(newIDs) == 0 {
 			return nil
 		}
 		isNew := make(map[string]bool, len(newIDs))

@@ -137,7 +137,7 @@ func TestAnyDeliveryOrderConverges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			fresh += k
+			fresh += len(k)
 			i = end
 		}
 		if fresh != len(all) {

@@ -80,15 +80,29 @@ func (s *Store) PublishOutbox(ctx context.Context, n int, publish func(context.C
 	return count, translate("publish outbox", err)
 }
 
-// OutboxBacklog is the number of unpublished rows and the age of the oldest.
-func (s *Store) OutboxBacklog(ctx context.Context) (int, time.Duration, error) {
-	var n int
-	var oldest *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL`).Scan(&n, &oldest)
-	if err != nil || oldest == nil {
-		return n, 0, translate("outbox backlog", err)
+// TopicBacklog is one topic's unpublished outbox rows.
+type TopicBacklog struct {
+	Topic     string
+	Rows      int
+	OldestAge time.Duration
+}
+
+// OutboxBacklog is the number of unpublished rows of each topic that has
+// any, and the age of the oldest.
+func (s *Store) OutboxBacklog(ctx context.Context) ([]TopicBacklog, error) {
+	rows, err := s.pool.Query(ctx, `SELECT topic, count(*), min(created_at) FROM outbox WHERE published_at IS NULL GROUP BY topic`)
+	if err != nil {
+		return nil, translate("outbox backlog", err)
 	}
-	return n, s.opts.Now().Sub(*oldest), nil
+	now := s.opts.Now()
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (TopicBacklog, error) {
+		var b TopicBacklog
+		var oldest time.Time
+		err := r.Scan(&b.Topic, &b.Rows, &oldest)
+		b.OldestAge = max(now.Sub(oldest), 0)
+		return b, err
+	})
+	return out, translate("outbox backlog", err)
 }
 
 // Listener waits for outbox notifications on a connection of its own.

@@ -26,6 +26,9 @@ type IncomingEvent struct {
 	SecretID string
 	Headers  map[string]string
 	RawBody  []byte
+	// TraceParent is the W3C trace context of the request, stored with the
+	// outbox row so that the trace continues through Kafka ("" for none).
+	TraceParent string
 }
 
 // RecordEvents stores a batch of webhooks — the raw body, the headers, the
@@ -41,7 +44,7 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 	var (
 		ids, types, contacts, statuses, schemes, secrets []string
 		occurred, received                               []time.Time
-		headers                                          []string
+		headers, traceparents                            []string
 		bodies, messages                                 [][]byte
 		index                                            []int
 	)
@@ -73,6 +76,7 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 		schemes = append(schemes, in.Scheme)
 		secrets = append(secrets, in.SecretID)
 		headers = append(headers, string(h))
+		traceparents = append(traceparents, in.TraceParent)
 		bodies = append(bodies, in.RawBody)
 		messages = append(messages, msg)
 		index = append(index, i)
@@ -81,9 +85,9 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 	rows, err := s.pool.Query(ctx, `
 		WITH input AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-			                     $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[])
+			                     $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::bytea[], $11::bytea[], $13::text[])
 			         WITH ORDINALITY AS t(event_id, event_type, contact_id, occurred_at, received_at,
-			                              status, scheme, secret_id, headers, raw_body, message, ord)
+			                              status, scheme, secret_id, headers, raw_body, message, traceparent, ord)
 		), ins AS (
 			INSERT INTO webhook_events (event_id, event_type, contact_id, occurred_at, received_at,
 			                            status, scheme, secret_id, headers, raw_body, payload)
@@ -96,6 +100,7 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 			INSERT INTO outbox (topic, key, payload, headers)
 			SELECT $12, input.contact_id, input.message,
 			       jsonb_build_object('event-id', input.event_id, 'event-type', input.event_type, 'content-type', 'application/json')
+			       || CASE WHEN input.traceparent <> '' THEN jsonb_build_object('traceparent', input.traceparent) ELSE '{}' END
 			FROM ins JOIN input USING (event_id)
 			WHERE ins.status = 'received'
 			ORDER BY input.ord
@@ -104,7 +109,7 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 			SELECT pg_notify('`+OutboxChannel+`', '') WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'received')
 		)
 		SELECT event_id FROM ins LEFT JOIN wake ON true`,
-		ids, types, contacts, occurred, received, statuses, schemes, secrets, headers, bodies, messages, topic)
+		ids, types, contacts, occurred, received, statuses, schemes, secrets, headers, bodies, messages, topic, traceparents)
 	if err != nil {
 		return nil, translate("record events", err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 // Options configure a Simulator.
@@ -42,7 +43,9 @@ type Options struct {
 	PollInterval time.Duration
 	UserAgent    string
 	Logger       *slog.Logger
-	Now          func() time.Time
+	// Metrics counts attempts by result (nil: nothing).
+	Metrics *telemetry.Metrics
+	Now     func() time.Time
 	// Jitter returns a number in [0, 1); nil is math/rand.
 	Jitter func() float64
 }
@@ -214,6 +217,8 @@ func (s *Simulator) attemptAll(ctx context.Context, ds []postgres.Delivery) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			res := s.attempt(ctx, d)
+			s.opts.Metrics.SimulatorAttempt(map[string]string{postgres.DeliveryDelivered: "delivered",
+				postgres.DeliveryPending: "retry", postgres.DeliveryFailed: "failed"}[res.Status])
 			if err := s.store.FinishAttempt(ctx, res); err != nil {
 				s.opts.Logger.Warn("simulator: record attempt", "delivery_id", d.ID, "event_id", d.EventID, "err", err)
 			}
