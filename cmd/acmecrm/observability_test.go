@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -194,6 +196,23 @@ func TestMetricsFollowRealTraffic(t *testing.T) {
 	fams = scrape(t, s.base)
 	if value(fams, "acmecrm_http_requests_total", "route", "GET /api/contacts/source/{source}/{sourceId}", "status", "200") != 1 {
 		t.Error("the contact lookup is not counted under its route pattern")
+	}
+	// The alert rules and the dashboard use only series the service exports.
+	for _, file := range []string{"../../deploy/prometheus-alerts.yml", "../../deploy/grafana-dashboard.json"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names := regexp.MustCompile(`acmecrm_[a-z_]+`).FindAllString(string(b), -1)
+		if len(names) < 10 {
+			t.Errorf("%s: only %d series referenced", file, len(names))
+		}
+		for _, n := range names {
+			base := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_count"), "_sum")
+			if _, ok := fams[base]; !ok {
+				t.Errorf("%s uses %s, which /metrics does not export", file, n)
+			}
+		}
 	}
 	for name, f := range fams {
 		for _, m := range f.GetMetric() {
