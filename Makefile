@@ -4,6 +4,7 @@ BIN      := bin/acmecrm
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+REDOCLY := @redocly/cli@2.77.0
 
 .PHONY: all build run test lint fmt deps clean bench
 
@@ -26,11 +27,13 @@ run: deps build
 test: deps build
 	./$(BIN) stack -- $(GO) test -race -count=1 -timeout 20m ./...
 
-## lint: gofmt, go vet, staticcheck
+## lint: gofmt, go vet, staticcheck, and the OpenAPI document (Redocly CLI from npm)
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
+	@command -v npx >/dev/null || { echo "lint: installing Node.js from the OS packages" >&2; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
+	npx --yes $(REDOCLY) lint --format=stylish internal/httpapi/openapi.json
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -28,6 +28,8 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 		return
 	}
 	mux.Handle("GET /health", public(handleHealth(opts.Version, started, opts.Now)))
+	mux.Handle("GET /openapi.json", public(handleStatic("application/json", OpenAPI)))
+	mux.Handle("GET /docs", public(handleStatic("text/html; charset=utf-8", docsPage)))
 
 	// Authentication (SPEC §5).
 	mux.Handle("POST /api/auth/login", body(g.limitByIP(opts.Limits.Login, handleLogin(opts.Store, opts.Auth, opts.Logger, opts.Now))))

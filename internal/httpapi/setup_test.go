@@ -21,6 +21,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/simulator"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -37,6 +38,8 @@ type bundle struct {
 	sim    *simulator.Simulator
 	admin  string // an admin's token
 	user   string // a user's token
+	// seen, when set, is told of every call and its response.
+	seen func(method, path string, r response)
 }
 
 type setupOpts struct {
@@ -47,6 +50,7 @@ type setupOpts struct {
 	ttl         time.Duration
 	logOut      io.Writer // default: discarded
 	autoTrigger bool      // the simulator's auto-trigger
+	metrics     bool      // serve /metrics
 }
 
 var generousLimits = Limits{
@@ -128,8 +132,13 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 		Retry:        simulator.RetryPolicy{MaxRetries: 3, InitialDelay: 20 * time.Millisecond, MaxDelay: 200 * time.Millisecond},
 		PollInterval: 50 * time.Millisecond, Timeout: 5 * time.Second,
 	})
+	var metrics *telemetry.Metrics
+	if o.metrics {
+		metrics = telemetry.NewMetrics("test")
+	}
 	srv.Config.Handler = NewServer(Options{
-		Logger: logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
+		Metrics: metrics,
+		Logger:  logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
 		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
@@ -224,7 +233,10 @@ func (b *bundle) call(method, path, token string, body any, headers ...string) r
 	defer resp.Body.Close()
 	out := response{status: resp.StatusCode, header: resp.Header}
 	out.body, _ = io.ReadAll(resp.Body)
-	if len(out.body) > 0 {
+	if b.seen != nil {
+		b.seen(method, req.URL.Path, out)
+	}
+	if len(out.body) > 0 && !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/") { // /metrics and /docs are text
 		if err := json.Unmarshal(out.body, &out.json); err != nil {
 			b.t.Fatalf("%s %s: response is not JSON: %s", method, path, out.body)
 		}

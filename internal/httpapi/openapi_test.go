@@ -1,0 +1,311 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/webhook"
+)
+
+// contract is the OpenAPI document, ready to check responses against.
+type contract struct {
+	doc      map[string]any
+	compiler *jsonschema.Compiler
+	paths    []string // documented path templates
+}
+
+func loadContract(t *testing.T) *contract {
+	t.Helper()
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(OpenAPI))
+	if err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	c := &contract{doc: doc.(map[string]any), compiler: jsonschema.NewCompiler()}
+	c.compiler.DefaultDraft(jsonschema.Draft2020)
+	c.compiler.AssertFormat()
+	if err := c.compiler.AddResource("urn:openapi", doc); err != nil {
+		t.Fatal(err)
+	}
+	for p := range c.doc["paths"].(map[string]any) {
+		c.paths = append(c.paths, p)
+	}
+	return c
+}
+
+var paramRE = regexp.MustCompile(`\{[^}]+\}`)
+
+// template finds the documented path a request path matches; literal
+// segments win over parameters (/api/webhooks/pending over {eventId}).
+func (c *contract) template(path string) (string, bool) {
+	best, bestParams := "", 99
+	segs := strings.Split(path, "/")
+	for _, tpl := range c.paths {
+		tsegs := strings.Split(tpl, "/")
+		if len(tsegs) != len(segs) {
+			continue
+		}
+		params, ok := 0, true
+		for i, ts := range tsegs {
+			if paramRE.MatchString(ts) && segs[i] != "" {
+				params++
+			} else if ts != segs[i] {
+				ok = false
+				break
+			}
+		}
+		if ok && params < bestParams {
+			best, bestParams = tpl, params
+		}
+	}
+	return best, best != ""
+}
+
+// deref follows a local $ref of the document.
+func (c *contract) deref(v any) (any, string) {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v, ""
+	}
+	ref, ok := m["$ref"].(string)
+	if !ok {
+		return v, ""
+	}
+	var cur any = c.doc
+	for _, part := range strings.Split(strings.TrimPrefix(ref, "#/"), "/") {
+		cur = cur.(map[string]any)[strings.ReplaceAll(strings.ReplaceAll(part, "~1", "/"), "~0", "~")]
+	}
+	return cur, strings.TrimPrefix(ref, "#")
+}
+
+func pointerEscape(s string) string {
+	return strings.ReplaceAll(strings.ReplaceAll(s, "~", "~0"), "/", "~1")
+}
+
+// check validates one real response against the document.
+func (c *contract) check(method, path string, r response) error {
+	tpl, ok := c.template(path)
+	if !ok {
+		return fmt.Errorf("%s %s: path not documented", method, path)
+	}
+	op, ok := c.doc["paths"].(map[string]any)[tpl].(map[string]any)[strings.ToLower(method)].(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s %s: method not documented", method, tpl)
+	}
+	code := strconv.Itoa(r.status)
+	raw, ok := op["responses"].(map[string]any)[code]
+	if !ok {
+		return fmt.Errorf("%s %s: status %d not documented", method, tpl, r.status)
+	}
+	resp, base := c.deref(raw)
+	if base == "" {
+		base = "/paths/" + pointerEscape(tpl) + "/" + strings.ToLower(method) + "/responses/" + code
+	}
+	rm := resp.(map[string]any)
+	headers, _ := rm["headers"].(map[string]any)
+	for name := range headers {
+		if name != "Location" && r.header.Get(name) == "" {
+			return fmt.Errorf("%s %s %d: documented header %s missing", method, tpl, r.status, name)
+		}
+	}
+	content, _ := rm["content"].(map[string]any)
+	if len(content) == 0 {
+		if len(r.body) > 0 {
+			return fmt.Errorf("%s %s %d: a body where none is documented", method, tpl, r.status)
+		}
+		return nil
+	}
+	ct := strings.TrimSpace(strings.Split(r.header.Get("Content-Type"), ";")[0])
+	if _, ok := content[ct]; !ok {
+		return fmt.Errorf("%s %s %d: content type %q not documented", method, tpl, r.status, ct)
+	}
+	if ct != "application/json" {
+		return nil
+	}
+	sch, err := c.compiler.Compile("urn:openapi#" + base + "/content/application~1json/schema")
+	if err != nil {
+		return fmt.Errorf("compile the schema of %s %s %d: %v", method, tpl, r.status, err)
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(r.body))
+	if err != nil {
+		return err
+	}
+	if err := sch.Validate(inst); err != nil {
+		return fmt.Errorf("%s %s %d: the response does not match the document: %v\n%s", method, tpl, r.status, err, r.body)
+	}
+	return nil
+}
+
+// Every route answers as the OpenAPI document says — bodies, status codes,
+// documented headers — and every route of routes.go is documented and
+// exercised here, so the document cannot drift from the code.
+func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
+	t.Parallel()
+	c := loadContract(t)
+	b := setup(t, setupOpts{metrics: true})
+	exercised := map[string]bool{}
+	b.seen = func(method, path string, r response) {
+		if err := c.check(method, path, r); err != nil {
+			t.Error(err)
+		}
+		if tpl, ok := c.template(path); ok {
+			exercised[method+" "+tpl] = true
+		}
+	}
+	expect := func(want int, r response) response {
+		t.Helper()
+		if r.status != want {
+			t.Fatalf("status %d, want %d: %s", r.status, want, r.body)
+		}
+		return r
+	}
+
+	// Operations.
+	for _, p := range []string{"/health", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"} {
+		expect(200, b.call("GET", p, "", nil))
+	}
+	// Auth.
+	expect(401, b.call("POST", "/api/auth/login", "", map[string]string{"username": "user@acmecrm.com", "password": "wrong-password"}))
+	expect(400, b.call("POST", "/api/auth/login", "", map[string]string{"username": ""}))
+	tok := b.login("user@acmecrm.com", userPassword)
+	tok = expect(200, b.call("POST", "/api/auth/refresh", tok, nil)).json["token"].(string)
+	expect(200, b.call("POST", "/api/auth/logout", tok, nil))
+	expect(401, b.call("POST", "/api/auth/logout", tok, nil))
+	expect(200, b.call("POST", "/api/auth/logout-all", b.login("user@acmecrm.com", userPassword), nil))
+	b.user = b.login("user@acmecrm.com", userPassword)
+
+	// Contacts.
+	ct := expect(201, b.call("POST", "/api/contacts", b.user, newContact("c-openapi"))).data()
+	id := ct["id"].(string)
+	expect(409, b.call("POST", "/api/contacts", b.user, newContact("c-openapi")))
+	expect(400, b.call("POST", "/api/contacts", b.user, map[string]any{"firstName": ""}))
+	expect(415, b.call("POST", "/api/contacts", b.user, nil, "Content-Type", "text/plain"))
+	expect(401, b.call("GET", "/api/contacts", "", nil))
+	expect(200, b.call("GET", "/api/contacts?limit=5&sort=email&order=asc&search=john", b.user, nil))
+	expect(400, b.call("GET", "/api/contacts?limit=1000", b.user, nil))
+	etag := expect(200, b.call("GET", "/api/contacts/"+id, b.user, nil)).header.Get("ETag")
+	expect(304, b.call("GET", "/api/contacts/"+id, b.user, nil, "If-None-Match", etag))
+	expect(400, b.call("GET", "/api/contacts/not-a-uuid", b.user, nil))
+	expect(404, b.call("GET", "/api/contacts/00000000-0000-4000-8000-000000000000", b.user, nil))
+	expect(200, b.call("GET", "/api/contacts/source/api/c-openapi", b.user, nil))
+	expect(404, b.call("GET", "/api/contacts/source/api/nothing", b.user, nil))
+	replaced := newContact("c-openapi")
+	replaced["title"] = "Principal"
+	etag = expect(200, b.call("PUT", "/api/contacts/"+id, b.user, replaced, "If-Match", etag)).header.Get("ETag")
+	expect(412, b.call("PUT", "/api/contacts/"+id, b.user, replaced, "If-Match", `"1"`))
+	expect(428, b.call("PATCH", "/api/contacts/"+id, b.user, map[string]any{"notes": "met at the fair"}))
+	expect(400, b.call("PATCH", "/api/contacts/"+id, b.user, map[string]any{"email": "not an email"}, "If-Match", etag))
+	expect(200, b.call("PATCH", "/api/contacts/"+id, b.user, map[string]any{"notes": "met at the fair"}, "If-Match", etag))
+	expect(200, b.call("DELETE", "/api/contacts/"+id, b.user, nil))
+	expect(404, b.call("DELETE", "/api/contacts/00000000-0000-4000-8000-000000000000", b.user, nil))
+	acme := map[string]any{"contact_id": "crm-openapi", "acme_first_name": "Ada", "acme_last_name": "Lovelace", "acme_email": "ada@example.com"}
+	expect(201, b.call("POST", "/api/contacts/acme", b.user, acme))
+	acme["acme_title"] = "Countess"
+	expect(200, b.call("POST", "/api/contacts/acme", b.user, acme))
+
+	// Webhooks.
+	body := `{"event_type":"contact.created","event_id":"evt_openapi","timestamp":"` + time.Now().UTC().Format(time.RFC3339) +
+		`","data":{"contact_id":"crm-wh","acme_first_name":"Eve","acme_last_name":"Hook","acme_email":"eve@example.com"}}`
+	h := http.Header{}
+	webhook.AcmeHeaders(h, time.Now(), []byte(body), webhookSecret)
+	signed := []string{"X-Acme-Timestamp", h.Get("X-Acme-Timestamp"), "X-Acme-Signature", h.Get("X-Acme-Signature")}
+	expect(202, b.call("POST", "/api/webhooks", "", body, signed...))
+	expect(202, b.call("POST", "/api/webhooks", "", body, signed...)) // duplicate
+	expect(401, b.call("POST", "/api/webhooks", "", body))
+	expect(415, b.call("POST", "/api/webhooks", "", body, append(signed, "Content-Type", "text/plain")...))
+	bad := `{"event_type":"contact.created"}`
+	webhook.AcmeHeaders(h, time.Now(), []byte(bad), webhookSecret)
+	expect(400, b.call("POST", "/api/webhooks", "", bad, "X-Acme-Timestamp", h.Get("X-Acme-Timestamp"), "X-Acme-Signature", h.Get("X-Acme-Signature")))
+	expect(413, b.call("POST", "/api/webhooks", "", strings.Repeat(" ", 40<<10)))
+	expect(200, b.call("GET", "/api/webhooks?limit=1", b.user, nil))
+	expect(400, b.call("GET", "/api/webhooks?status=bogus", b.user, nil))
+	expect(200, b.call("GET", "/api/webhooks/pending", b.user, nil))
+	expect(200, b.call("GET", "/api/webhooks/evt_openapi", b.user, nil))
+	expect(404, b.call("GET", "/api/webhooks/evt_none", b.user, nil))
+	expect(200, b.call("GET", "/api/metrics/events", b.user, nil))
+
+	// Administration.
+	expect(200, b.call("GET", "/api/admin/users", b.admin, nil))
+	expect(403, b.call("GET", "/api/admin/users", b.user, nil))
+	if err := b.store.RecordDeadLetter(t.Context(), postgres.DeadLetter{EventID: "evt_openapi", EventType: "contact.created", ContactID: "crm-wh",
+		Topic: "contact-events", Key: "crm-wh", Payload: []byte("{}"), Headers: map[string]string{}, Error: "boom", Attempts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	dls := expect(200, b.call("GET", "/api/admin/dead-letters", b.admin, nil)).json["data"].([]any)
+	dlID := strconv.Itoa(int(dls[0].(map[string]any)["id"].(float64)))
+	expect(202, b.call("POST", "/api/admin/dead-letters/"+dlID+"/replay", b.admin, nil))
+	expect(404, b.call("POST", "/api/admin/dead-letters/999999/replay", b.admin, nil))
+	expect(202, b.call("POST", "/api/admin/dead-letters/replay", b.admin, map[string]any{"all": true}))
+	expect(400, b.call("POST", "/api/admin/dead-letters/replay", b.admin, map[string]any{}))
+
+	// Simulator.
+	sim := expect(202, b.call("POST", "/api/simulator/webhooks", b.admin, map[string]any{
+		"eventType": "contact.created", "data": map[string]any{"sourceId": "crm-sim", "firstName": "Sim", "lastName": "Ulated", "email": "sim@example.com"}}))
+	did := sim.json["delivery"].(map[string]any)["id"].(string)
+	expect(400, b.call("POST", "/api/simulator/webhooks", b.admin, map[string]any{"eventType": "contact.exploded", "data": map[string]any{}}))
+	expect(403, b.call("POST", "/api/simulator/webhooks", b.user, map[string]any{"eventType": "contact.created", "data": map[string]any{}}))
+	expect(200, b.call("GET", "/api/simulator/webhooks/history?limit=5", b.admin, nil))
+	expect(200, b.call("GET", "/api/simulator/webhooks/history/"+did, b.admin, nil))
+	expect(404, b.call("GET", "/api/simulator/webhooks/history/00000000-0000-4000-8000-000000000000", b.admin, nil))
+
+	// Every documented operation was exercised …
+	for path, item := range c.doc["paths"].(map[string]any) {
+		for method := range item.(map[string]any) {
+			if !exercised[strings.ToUpper(method)+" "+path] {
+				t.Errorf("%s %s is documented but not exercised here", strings.ToUpper(method), path)
+			}
+		}
+	}
+	// … and every route the server registers is documented.
+	src, err := os.ReadFile("routes.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`mux\.Handle\("([A-Z]+) ([^"]+)"`).FindAllStringSubmatch(string(src), -1) {
+		item, ok := c.doc["paths"].(map[string]any)[m[2]].(map[string]any)
+		if !ok || item[strings.ToLower(m[1])] == nil {
+			t.Errorf("route %s %s is not in the OpenAPI document", m[1], m[2])
+		}
+	}
+}
+
+// The document is OpenAPI 3.1 and every schema in it compiles.
+func TestOpenAPIDocumentIsWellFormed(t *testing.T) {
+	c := loadContract(t)
+	if c.doc["openapi"] != "3.1.0" {
+		t.Fatalf("openapi: %v", c.doc["openapi"])
+	}
+	if _, ok := c.doc["webhooks"].(map[string]any)["contactEvent"]; !ok {
+		t.Error("the inbound AcmeCRM webhook is not in the webhooks section")
+	}
+	for name := range c.doc["components"].(map[string]any)["schemas"].(map[string]any) {
+		if _, err := c.compiler.Compile("urn:openapi#/components/schemas/" + name); err != nil {
+			t.Errorf("schema %s: %v", name, err)
+		}
+	}
+	ops := []string{}
+	for _, item := range c.doc["paths"].(map[string]any) {
+		for _, op := range item.(map[string]any) {
+			id, _ := op.(map[string]any)["operationId"].(string)
+			if id == "" || slices.Contains(ops, id) {
+				t.Errorf("missing or repeated operationId %q", id)
+			}
+			ops = append(ops, id)
+		}
+	}
+	var v any
+	if err := json.Unmarshal(OpenAPI, &v); err != nil {
+		t.Fatal(err)
+	}
+}
