@@ -198,3 +198,16 @@ func TestWebhookSecretRules(t *testing.T) {
 		t.Errorf("rotation secrets: %+v %v", c.WebhookSecrets, err)
 	}
 }
+
+// docs/CONFIGURATION.md documents every variable the code reads.
+func TestConfigurationReferenceIsComplete(t *testing.T) {
+	b, err := os.ReadFile("../../docs/CONFIGURATION.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range envVars {
+		if !strings.Contains(string(b), "`"+v.Name+"`") {
+			t.Errorf("docs/CONFIGURATION.md does not document %s", v.Name)
+		}
+	}
+}
