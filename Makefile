@@ -5,6 +5,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 LDFLAGS  := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 REDOCLY := @redocly/cli@2.77.0
+ASYNCAPI := @asyncapi/cli@6.2.0
 
 .PHONY: all build run test lint fmt deps clean bench
 
@@ -27,13 +28,14 @@ run: deps build
 test: deps build
 	./$(BIN) stack -- $(GO) test -race -count=1 -timeout 20m ./...
 
-## lint: gofmt, go vet, staticcheck, and the OpenAPI document (Redocly CLI from npm)
+## lint: gofmt, go vet, staticcheck, the OpenAPI (Redocly CLI) and AsyncAPI (AsyncAPI CLI) documents, from npm
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 	@command -v npx >/dev/null || { echo "lint: installing Node.js from the OS packages" >&2; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	npx --yes $(REDOCLY) lint --format=stylish internal/httpapi/openapi.json
+	npx --yes $(ASYNCAPI) validate api/asyncapi.json
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
