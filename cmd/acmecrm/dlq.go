@@ -22,6 +22,10 @@ Flags:
 `
 
 func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
+		fmt.Fprint(stdout, dlqUsage)
+		return nil
+	}
 	if len(args) == 0 || (args[0] != "list" && args[0] != "replay") {
 		fmt.Fprint(stderr, dlqUsage)
 		return usageError{"dlq: want list or replay"}

@@ -63,6 +63,12 @@ func TestHelpAndVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "--roles") {
 		t.Errorf("serve --help: %d %q", code, stderr)
 	}
+	for _, cmd := range []string{"dlq", "users", "migrate"} {
+		code, out, errOut := runCLI(t, env(nil), cmd, "--help")
+		if code != 0 || !strings.Contains(out+errOut, "acmecrm "+cmd) {
+			t.Errorf("%s --help: %d %q %q", cmd, code, out, errOut)
+		}
+	}
 	code, _, stderr = runCLI(t, env(nil), "simulate", "--help")
 	if code != 0 || !strings.Contains(stderr, "-rate") || !strings.Contains(stderr, "-duplicate-ratio") {
 		t.Errorf("simulate --help: %d %q", code, stderr)
