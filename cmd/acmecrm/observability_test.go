@@ -114,15 +114,25 @@ next:
 	return -1
 }
 
+// secret is the test services' ACME_WEBHOOK_SECRET.
+const secret = "test-webhook-secret"
+
+// startForEvents starts a service whose failing events are dead-lettered
+// after one retry, logged in as an admin.
+func startForEvents(t *testing.T) (map[string]string, *service, string) {
+	t.Helper()
+	vars := testEnv(t)
+	vars["EVENT_MAX_RETRIES"] = "1"
+	s, token := startAsAdmin(t, vars)
+	return vars, s, token
+}
+
 // The metrics move with real traffic: accepted, duplicate, rejected by
 // reason, verified by secret, processed, dead-lettered, lags, HTTP routes,
 // rate-limit decisions — and no label carries an id.
 func TestMetricsFollowRealTraffic(t *testing.T) {
 	t.Parallel()
-	vars := testEnv(t)
-	vars["EVENT_MAX_RETRIES"] = "1"
-	s, token := startAsAdmin(t, vars)
-	const secret = "test-webhook-secret"
+	vars, s, token := startForEvents(t)
 	created := contactWebhook("evt_metrics_1", "contact.created", "crm-m1", "Ada", time.Now())
 	for _, c := range []struct {
 		body, ctype, secret string
@@ -229,10 +239,7 @@ func TestMetricsFollowRealTraffic(t *testing.T) {
 // what happened before it.
 func TestEventMetricsSurviveARestart(t *testing.T) {
 	t.Parallel()
-	vars := testEnv(t)
-	vars["EVENT_MAX_RETRIES"] = "1"
-	s, token := startAsAdmin(t, vars)
-	const secret = "test-webhook-secret"
+	vars, s, token := startForEvents(t)
 	at := time.Now().Add(-time.Minute)
 	for i, b := range []string{
 		contactWebhook("evt_em_1", "contact.created", "crm-e1", "Ada", at),

@@ -97,7 +97,7 @@ func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 func (g *gate) limitLocally(lim *ratelimit.Local, p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := lim.Allow(p, clientIP(r))
-		g.metrics.RateLimitLocal(p.Name, d.Allowed)
+		g.metrics.RateLimit(p.Name, d.Allowed, true) // in memory by design
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
 			deny(w, r, g.now, d)

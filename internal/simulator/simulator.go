@@ -207,6 +207,12 @@ func (s *Simulator) Wake() {
 // take the delivery again: longer than any attempt can last.
 func (s *Simulator) lease() time.Duration { return s.opts.Timeout + 30*time.Second }
 
+// attemptResults names an attempt's outcome (the delivery's new status)
+// for the metrics.
+var attemptResults = map[string]string{
+	postgres.DeliveryDelivered: "delivered", postgres.DeliveryPending: "retry", postgres.DeliveryFailed: "failed",
+}
+
 // attemptAll makes the claimed attempts, at most Concurrency at once.
 func (s *Simulator) attemptAll(ctx context.Context, ds []postgres.Delivery) {
 	sem := make(chan struct{}, s.opts.Concurrency)
@@ -217,8 +223,7 @@ func (s *Simulator) attemptAll(ctx context.Context, ds []postgres.Delivery) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			res := s.attempt(ctx, d)
-			s.opts.Metrics.SimulatorAttempt(map[string]string{postgres.DeliveryDelivered: "delivered",
-				postgres.DeliveryPending: "retry", postgres.DeliveryFailed: "failed"}[res.Status])
+			s.opts.Metrics.SimulatorAttempt(attemptResults[res.Status])
 			if err := s.store.FinishAttempt(ctx, res); err != nil {
 				s.opts.Logger.Warn("simulator: record attempt", "delivery_id", d.ID, "event_id", d.EventID, "err", err)
 			}

@@ -285,7 +285,8 @@ func (m *Metrics) EventDeadLettered(eventType string) {
 	m.eventsProcessed.WithLabelValues(t, "dead_lettered").Inc()
 }
 
-// RateLimit records one rate-limit decision.
+// RateLimit records one rate-limit decision; fallback means the in-memory
+// limiter decided (Redis failed, or a limiter that is in memory by design).
 func (m *Metrics) RateLimit(policy string, allowed, fallback bool) {
 	if m == nil {
 		return
@@ -298,18 +299,6 @@ func (m *Metrics) RateLimit(policy string, allowed, fallback bool) {
 		backend = "memory"
 	}
 	m.rateLimit.WithLabelValues(policy, decision, backend).Inc()
-}
-
-// RateLimitLocal records a decision of an in-memory-only limiter.
-func (m *Metrics) RateLimitLocal(policy string, allowed bool) {
-	if m == nil {
-		return
-	}
-	decision := "allowed"
-	if !allowed {
-		decision = "limited"
-	}
-	m.rateLimit.WithLabelValues(policy, decision, "memory").Inc()
 }
 
 // SimulatorAttempt records a simulator delivery attempt's result.
