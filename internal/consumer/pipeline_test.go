@@ -363,3 +363,55 @@ func TestTwoRelaysPublishEachRowOnce(t *testing.T) {
 		t.Fatalf("%d records for %d distinct events, want 300 each", total, len(seen))
 	}
 }
+
+// A relay claims from just below the highest id it has published; a row
+// whose transaction commits long after later rows were published (so its
+// id is far below that point) must still be published.
+func TestRelayPublishesRowCommittedAfterLaterRows(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	tx, err := p.store.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := tx.Exec(ctx, `INSERT INTO outbox (topic, key, payload, headers) VALUES ($1, 'late', '{}', '{"event-id":"late"}')`, eventsTopic); err != nil {
+		t.Fatal(err)
+	}
+	p.relay()
+	const later = 3000 // several relay batches past the late row's id
+	for i := 0; i < later; i += 500 {
+		var evs []postgres.IncomingEvent
+		for j := i; j < i+500; j++ {
+			evs = append(evs, event(fmt.Sprintf("e%04d", j), acmecrm.EventContactCreated, fmt.Sprintf("c%d", j), time.Now().UTC(), "A"))
+		}
+		p.record(evs...)
+	}
+	p.eventually("later rows published", func() bool { return p.count(`SELECT count(*) FROM outbox`) == 0 })
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.eventually("late row published", func() bool { return p.count(`SELECT count(*) FROM outbox`) == 0 })
+
+	cl, err := kafka.NewClient(p.cfg, kgo.ConsumeTopics(eventsTopic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	total, late := 0, 0
+	deadline := time.Now().Add(20 * time.Second)
+	for total < later+1 && time.Now().Before(deadline) {
+		fctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cl.PollFetches(fctx).EachRecord(func(r *kgo.Record) {
+			total++
+			if string(r.Key) == "late" {
+				late++
+			}
+		})
+		cancel()
+	}
+	if total != later+1 || late != 1 {
+		t.Fatalf("%d records, %d of them the late row; want %d and 1", total, late, later+1)
+	}
+}

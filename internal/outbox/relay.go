@@ -3,6 +3,16 @@
 // order, with the idempotent producer, and deletes them only after Kafka
 // acknowledged them. It wakes on LISTEN/NOTIFY and also polls, so a crash
 // or a missed notification costs at most one poll interval.
+//
+// Published rows are deleted, and until VACUUM reclaims them (autovacuum
+// runs at most once a minute by default) every scan from the start of the
+// table walks over all of them: at thousands of rows a second that costs
+// milliseconds per claim. A relay therefore scans from just below the
+// highest id it published (ids are allocated in insert order, and a row
+// committed late keeps the id of its insert, so a margin of a few batches
+// covers the transactions in flight), and from the start once per poll
+// interval, which catches any row committed later than that. A row is
+// never skipped for longer than one poll interval.
 package outbox
 
 import (
@@ -55,9 +65,18 @@ func (r *Relay) Run(ctx context.Context) error {
 		}
 	}()
 	backoff := time.Duration(0)
+	var from int64 // claim rows with ids from here on
+	lastFull := time.Now()
 	for ctx.Err() == nil {
-		n, err := r.runOnce(ctx)
+		if time.Since(lastFull) >= r.opts.Poll {
+			from, lastFull = 0, time.Now()
+		}
+		n, last, err := r.runOnce(ctx, from)
+		if n > 0 {
+			from = max(from, last-int64(r.opts.Batch)*cursorMarginBatches)
+		}
 		if err != nil {
+			from = 0
 			if ctx.Err() != nil {
 				break
 			}
@@ -88,13 +107,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
+// cursorMarginBatches is how many batches below the highest id it has
+// published a relay starts its next claim.
+const cursorMarginBatches = 4
+
 // runOnce publishes one batch. A row's stored trace context becomes the
 // record's context, so the client's tracing hook (when on) makes the
 // publish span a child of the request that wrote the row.
-func (r *Relay) runOnce(ctx context.Context) (int, error) {
+func (r *Relay) runOnce(ctx context.Context, from int64) (int, int64, error) {
 	start := time.Now()
 	byTopic := map[string]int{}
-	n, err := r.store.PublishOutbox(ctx, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) error {
+	n, last, err := r.store.PublishOutbox(ctx, from, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) error {
 		clear(byTopic)
 		recs := make([]*kgo.Record, len(msgs))
 		for i, m := range msgs {
@@ -115,7 +138,7 @@ func (r *Relay) runOnce(ctx context.Context) (int, error) {
 	if err == nil && n > 0 {
 		r.opts.Metrics.OutboxPublished(byTopic, time.Since(start))
 	}
-	return n, err
+	return n, last, err
 }
 
 func sleep(ctx context.Context, d time.Duration) {

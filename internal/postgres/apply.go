@@ -44,8 +44,9 @@ func (s *Store) ApplyContactEvent(ctx context.Context, ev acmecrm.Event) (string
 		if _, err := tx.Exec(ctx, `UPDATE processed_events SET outcome = $2 WHERE event_id = $1`, ev.EventID, outcome); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_events SET status = 'processed', processed_at = now(), published_at = coalesce(published_at, now()), attempts = attempts + 1, last_error = NULL
-			WHERE event_id = $1`, ev.EventID)
+		_, err = tx.Exec(ctx, `UPDATE webhook_event_state SET status = 'processed', processed_at = now(),
+				published_at = coalesce(published_at, now()), attempts = attempts + 1, last_error = NULL
+			WHERE `+eventStateByID, ev.EventID)
 		return err
 	})
 	return outcome, err

@@ -103,7 +103,7 @@ func (s *Store) ApplyContactEvents(ctx context.Context, evs []acmecrm.Event) ([]
 			`+upsertGuard, args...); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `UPDATE webhook_events w SET status = 'processed', processed_at = now(),
+		_, err = tx.Exec(ctx, `UPDATE webhook_event_state w SET status = 'processed', processed_at = now(),
 				published_at = coalesce(w.published_at, now()), attempts = w.attempts + 1, last_error = NULL
 			FROM (`+lockEventsInOrder+`) l WHERE w.id = l.id`, newIDs)
 		return err

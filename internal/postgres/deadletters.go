@@ -10,8 +10,8 @@ import (
 
 // MarkEventFailed records a failed processing attempt on the webhook event.
 func (s *Store) MarkEventFailed(ctx context.Context, eventID string, cause error) error {
-	_, err := s.pool.Exec(ctx, `UPDATE webhook_events SET status = 'failed', failed_at = now(), attempts = attempts + 1,
-		last_error = left($2, 2000) WHERE event_id = $1 AND status <> 'processed'`, eventID, cause.Error())
+	_, err := s.pool.Exec(ctx, `UPDATE webhook_event_state SET status = 'failed', failed_at = now(), attempts = attempts + 1,
+		last_error = left($2, 2000) WHERE `+eventStateByID+` AND status <> 'processed'`, eventID, cause.Error())
 	return translate("mark failed", err)
 }
 
@@ -47,8 +47,8 @@ func (s *Store) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
 			d.EventID, d.EventType, d.ContactID, d.Topic, d.Partition, d.Offset, d.Key, d.Payload, h, d.Error, d.Attempts); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `UPDATE webhook_events SET status = 'dead', dead_at = now(), last_error = left($2, 2000), attempts = $3
-			WHERE event_id = $1`, d.EventID, d.Error, d.Attempts)
+		_, err := tx.Exec(ctx, `UPDATE webhook_event_state SET status = 'dead', dead_at = now(), last_error = left($2, 2000), attempts = $3
+			WHERE `+eventStateByID, d.EventID, d.Error, d.Attempts)
 		return err
 	}))
 }
@@ -105,8 +105,8 @@ func (s *Store) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int,
 			INSERT INTO outbox (topic, key, payload, headers)
 			SELECT topic, key, payload, headers - 'error' - 'attempts' FROM picked
 		), reset AS (
-			UPDATE webhook_events SET status = 'received', last_error = NULL
-			WHERE event_id IN (SELECT event_id FROM picked)
+			UPDATE webhook_event_state SET status = 'received', last_error = NULL
+			WHERE id IN (SELECT r.id FROM webhook_receipts r JOIN picked USING (event_id))
 		)
 		SELECT count(*), pg_notify('`+OutboxChannel+`', '') FROM picked`, f.ID, f.EventType, f.NotReplayed).Scan(&n, new(any))
 	return n, translate("replay dead letters", err)

@@ -70,7 +70,7 @@ func TestMigrateFromEmptyConcurrentlyAndIdempotently(t *testing.T) {
 	}
 
 	// The schema SPEC describes is there.
-	for _, table := range []string{"users", "contacts", "webhook_events", "outbox", "processed_events", "dead_letters", "simulator_deliveries", "simulator_attempts"} {
+	for _, table := range []string{"users", "contacts", "webhook_events", "webhook_receipts", "webhook_event_state", "outbox", "processed_events", "dead_letters", "simulator_deliveries", "simulator_attempts"} {
 		var ok bool
 		if err := pool.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", table).Scan(&ok); err != nil || !ok {
 			t.Errorf("table %s missing (%v)", table, err)

@@ -89,24 +89,28 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 			         WITH ORDINALITY AS t(event_id, event_type, contact_id, occurred_at, received_at,
 			                              status, scheme, secret_id, headers, raw_body, message, traceparent, ord)
 		), ins AS (
-			INSERT INTO webhook_events (event_id, event_type, contact_id, occurred_at, received_at,
-			                            status, scheme, secret_id, headers, raw_body, payload)
+			INSERT INTO webhook_receipts (event_id, event_type, contact_id, occurred_at, received_at,
+			                              scheme, secret_id, headers, raw_body, payload)
 			SELECT event_id, event_type, contact_id, occurred_at, received_at,
-			       status, scheme, secret_id, headers, raw_body, message
+			       scheme, secret_id, headers, raw_body, message
 			FROM input ORDER BY ord
 			ON CONFLICT (event_id) DO NOTHING
-			RETURNING event_id, status
+			RETURNING id, event_id
+		), st AS (
+			INSERT INTO webhook_event_state (id, status)
+			SELECT ins.id, input.status FROM ins JOIN input USING (event_id)
+			RETURNING id, status
 		), ob AS (
 			INSERT INTO outbox (topic, key, payload, headers)
 			SELECT $12, input.contact_id, input.message,
 			       jsonb_build_object('event-id', input.event_id, 'event-type', input.event_type, 'content-type', 'application/json')
 			       || CASE WHEN input.traceparent <> '' THEN jsonb_build_object('traceparent', input.traceparent) ELSE '{}' END
-			FROM ins JOIN input USING (event_id)
-			WHERE ins.status = 'received'
+			FROM ins JOIN input USING (event_id) JOIN st USING (id)
+			WHERE st.status = 'received'
 			ORDER BY input.ord
 		), wake AS (
 			-- One NOTIFY per batch wakes the relay at commit.
-			SELECT pg_notify('`+OutboxChannel+`', '') WHERE EXISTS (SELECT 1 FROM ins WHERE status = 'received')
+			SELECT pg_notify('`+OutboxChannel+`', '') WHERE EXISTS (SELECT 1 FROM st WHERE status = 'received')
 		)
 		SELECT event_id FROM ins LEFT JOIN wake ON true`,
 		ids, types, contacts, occurred, received, statuses, schemes, secrets, headers, bodies, messages, topic, traceparents)
