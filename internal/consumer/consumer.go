@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -120,26 +119,27 @@ func (c *Consumer) Run(ctx context.Context) error {
 		fetches.EachError(func(topic string, p int32, err error) {
 			c.logger.Warn("consumer: fetch error", "topic", topic, "partition", p, "err", err)
 		})
-		// Partitions are independent: apply them concurrently, each in order.
-		var wg sync.WaitGroup
+		// One transaction for everything this poll returned, whatever its
+		// partitions: a contact's events are all on one partition, so the
+		// ordering guard needs no more than each partition's order, and
+		// under load a poll carries many partitions' records (one commit and
+		// a few statements for all of them). While it commits, the client
+		// fetches the next ones.
+		var recs []*kgo.Record
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			if n := len(p.Records); n > 0 {
 				c.opts.Metrics.ConsumerLag(p.Topic, p.Partition, p.HighWatermark-p.Records[n-1].Offset-1)
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if c.handleBatch(ctx, p.Records) {
-					c.client.MarkCommitRecords(p.Records...)
-				}
-			}()
+			recs = append(recs, p.Records...)
 		})
-		wg.Wait()
+		if len(recs) > 0 && c.handleBatch(ctx, recs) {
+			c.client.MarkCommitRecords(recs...)
+		}
 		c.client.AllowRebalance()
 	}
 }
 
-// handleBatch applies a partition's records: the valid ones together in one
+// handleBatch applies a poll's records: the valid ones together in one
 // transaction (only each contact's newest event decides its row, so order
 // inside the batch does not matter), then any that cannot be applied one by
 // one through the retry and dead-letter path. It reports false only when
