@@ -64,9 +64,22 @@ func Schema(dialect string) ([]byte, error) {
 // path. An event type the service does not know is returned as it is (the
 // caller stores it as ignored).
 func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error) {
+	ev, ts, ok := fastParse(body)
+	if !ok {
+		var err error
+		if ev, ts, err = p.parseWithSchema(body); err != nil {
+			return acmecrm.Event{}, err
+		}
+	}
+	return finish(ev, ts, receivedAt)
+}
+
+// parseWithSchema validates body with the JSON Schema of its dialect and
+// reads the event from it (its timestamp as written).
+func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return acmecrm.Event{}, acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is not valid JSON")
+		return acmecrm.Event{}, "", acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is not valid JSON")
 	}
 	obj, _ := doc.(map[string]any)
 	_, isLegacy := obj["event"]
@@ -78,11 +91,11 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 		schema = p.legacy
 	}
 	if err := schema.Validate(doc); err != nil {
-		return acmecrm.Event{}, p.problems(err)
+		return acmecrm.Event{}, "", p.problems(err)
 	}
 
 	// The document is valid: read it directly, without a second parse.
-	ev := acmecrm.Event{ReceivedAt: receivedAt.UTC(), Source: acmecrm.SourceAcme}
+	var ev acmecrm.Event
 	data, _ := obj["data"].(map[string]any)
 	var ts string
 	if isLegacy {
@@ -105,7 +118,14 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 			ev.Data.CustomFields = cf
 		}
 	}
-	if strings.ContainsRune(ev.EventID+ev.EventType+ev.ContactID, 0) {
+	return ev, ts, nil
+}
+
+// finish applies what both paths share to a valid payload's event: the
+// checks JSON Schema cannot express, the timestamps and the source.
+func finish(ev acmecrm.Event, ts string, receivedAt time.Time) (acmecrm.Event, error) {
+	ev.ReceivedAt, ev.Source = receivedAt.UTC(), acmecrm.SourceAcme
+	if strings.ContainsRune(ev.EventID+ev.EventType+ev.Data.ContactID, 0) {
 		var pr acmecrm.Problems
 		pr.Add("event_id", "identifiers must not contain NUL characters")
 		return acmecrm.Event{}, pr.Err("invalid webhook payload")
