@@ -130,80 +130,78 @@ func optString(v *fastjson.Value, maxLen int) (string, bool) {
 	return fastString(v, 0, maxLen)
 }
 
-// contactFields collects a contact's members by name (last one wins).
-type contactFields map[string]*fastjson.Value
-
-func collect(o *fastjson.Object) contactFields {
-	m := make(contactFields, o.Len())
-	o.Visit(func(k []byte, v *fastjson.Value) { m[string(k)] = v })
-	return m
+// contactFields are a contact's members by name (the last one wins) and
+// whether every member read so far was valid.
+type contactFields struct {
+	m  map[string]*fastjson.Value
+	ok bool
 }
 
-// required reads the members every contact state needs.
-func (m contactFields) required(id, first, last, email string) (c acmecrm.AcmeContact, ok bool) {
-	var ok1, ok2, ok3, ok4 bool
-	c.ContactID, ok1 = fastString(m[id], 1, 255)
-	c.FirstName, ok2 = fastString(m[first], 1, 100)
-	c.LastName, ok3 = fastString(m[last], 1, 100)
-	c.Email, ok4 = fastString(m[email], 0, 255)
-	return c, ok1 && ok2 && ok3 && ok4 && plainEmail(c.Email)
+func collect(o *fastjson.Object) *contactFields {
+	f := &contactFields{m: make(map[string]*fastjson.Value, o.Len()), ok: true}
+	o.Visit(func(k []byte, v *fastjson.Value) { f.m[string(k)] = v })
+	return f
+}
+
+// str reads a string member into dst: required ones with [minLen, maxLen]
+// code points, optional ones (absent: "") with at most maxLen.
+func (f *contactFields) str(dst *string, key string, required bool, minLen, maxLen int) {
+	var good bool
+	if required {
+		*dst, good = fastString(f.m[key], minLen, maxLen)
+	} else {
+		*dst, good = optString(f.m[key], maxLen)
+	}
+	f.ok = f.ok && good
+}
+
+// contact reads the members both dialects' contact states share, under
+// their names in the dialect (id, first, last, email, phone, company, title,
+// created, updated).
+func (f *contactFields) contact(names [9]string) acmecrm.AcmeContact {
+	var c acmecrm.AcmeContact
+	f.str(&c.ContactID, names[0], true, 1, 255)
+	f.str(&c.FirstName, names[1], true, 1, 100)
+	f.str(&c.LastName, names[2], true, 1, 100)
+	f.str(&c.Email, names[3], true, 0, 255)
+	f.ok = f.ok && plainEmail(c.Email)
+	f.str(&c.Phone, names[4], false, 0, 50)
+	f.str(&c.Company, names[5], false, 0, 200)
+	f.str(&c.Title, names[6], false, 0, 200)
+	f.str(&c.CreatedAt, names[7], false, 0, -1)
+	f.str(&c.UpdatedAt, names[8], false, 0, -1)
+	return c
 }
 
 func fastLegacyContact(o *fastjson.Object) (acmecrm.AcmeContact, bool) {
-	m := collect(o)
-	c, ok := m.required("id", "firstName", "lastName", "email")
-	if !ok {
-		return c, false
-	}
-	okAll := true
-	opt := func(dst *string, key string, maxLen int) {
-		var good bool
-		*dst, good = optString(m[key], maxLen)
-		okAll = okAll && good
-	}
-	opt(&c.Phone, "phone", 50)
-	opt(&c.Company, "company", 200)
-	opt(&c.Title, "title", 200)
-	opt(&c.CreatedAt, "createdAt", -1)
-	opt(&c.UpdatedAt, "updatedAt", -1)
+	f := collect(o)
+	c := f.contact([9]string{"id", "firstName", "lastName", "email", "phone", "company", "title", "createdAt", "updatedAt"})
 	var deleted string
-	opt(&deleted, "deletedAt", -1)
-	return c, okAll
+	f.str(&deleted, "deletedAt", false, 0, -1)
+	return c, f.ok
 }
 
 func fastCanonicalContact(o *fastjson.Object) (acmecrm.AcmeContact, bool) {
-	m := collect(o)
-	c, ok := m.required("contact_id", "acme_first_name", "acme_last_name", "acme_email")
-	if !ok {
+	f := collect(o)
+	c := f.contact([9]string{"contact_id", "acme_first_name", "acme_last_name", "acme_email", "acme_phone", "acme_company",
+		"acme_title", "acme_created_at", "acme_updated_at"})
+	f.str(&c.Address, "acme_address", false, 0, 600)
+	f.str(&c.Notes, "acme_notes", false, 0, 2000)
+	f.str(&c.Status, "acme_status", false, 0, -1)
+	if !f.ok {
 		return c, false
 	}
-	okAll := true
-	opt := func(dst *string, key string, maxLen int) {
-		var good bool
-		*dst, good = optString(m[key], maxLen)
-		okAll = okAll && good
-	}
-	opt(&c.Phone, "acme_phone", 50)
-	opt(&c.Company, "acme_company", 200)
-	opt(&c.Title, "acme_title", 200)
-	opt(&c.Address, "acme_address", 600)
-	opt(&c.Notes, "acme_notes", 2000)
-	opt(&c.Status, "acme_status", -1)
-	opt(&c.CreatedAt, "acme_created_at", -1)
-	opt(&c.UpdatedAt, "acme_updated_at", -1)
-	if !okAll {
+	if _, present := f.m["acme_status"]; present && !plainStatus(c.Status) {
 		return c, false
 	}
-	if _, present := m["acme_status"]; present && !plainStatus(c.Status) {
+	var ok bool
+	if c.Tags, ok = fastStrings(f.m["acme_tags"], 100, 1, 50); !ok {
 		return c, false
 	}
-	if c.Tags, ok = fastStrings(m["acme_tags"], 100, 1, 50); !ok {
+	if c.ChangedFields, ok = fastStrings(f.m["changed_fields"], -1, 0, -1); !ok {
 		return c, false
 	}
-	if c.ChangedFields, ok = fastStrings(m["changed_fields"], -1, 0, -1); !ok {
-		return c, false
-	}
-	if c.CustomFields, ok = fastCustomFields(m["acme_custom_fields"]); !ok {
+	if c.CustomFields, ok = fastCustomFields(f.m["acme_custom_fields"]); !ok {
 		return c, false
 	}
 	return c, true
