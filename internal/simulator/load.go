@@ -1,13 +1,12 @@
 package simulator
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"sync"
@@ -46,7 +45,6 @@ type LoadOptions struct {
 	// counts so far.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
-	Client        *http.Client
 }
 
 // Progress is a running count.
@@ -90,8 +88,9 @@ type Final struct {
 
 // Load is one load run.
 type Load struct {
-	opts  LoadOptions
-	runID string
+	opts   LoadOptions
+	target *url.URL
+	runID  string
 
 	sent, accepted, duplicate, ignored, errs atomic.Int64
 	rejectedTotal                            atomic.Int64
@@ -132,12 +131,14 @@ func NewLoad(opts LoadOptions) (*Load, error) {
 	if opts.Seed == 0 {
 		opts.Seed = rand.Uint64()
 	}
-	if opts.Client == nil {
-		opts.Client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: opts.Concurrency, MaxIdleConnsPerHost: opts.Concurrency, IdleConnTimeout: time.Minute,
-		}}
+	target, err := url.Parse(opts.URL)
+	if err != nil {
+		return nil, fmt.Errorf("receiver URL: %w", err)
 	}
-	return &Load{opts: opts, runID: strconv.FormatUint(opts.Seed%1_000_000_007, 36) + "-" + strconv.FormatInt(time.Now().UnixMilli()%1e7, 36),
+	if _, err := newKeepAlive(target); err != nil {
+		return nil, err
+	}
+	return &Load{opts: opts, target: target, runID: strconv.FormatUint(opts.Seed%1_000_000_007, 36) + "-" + strconv.FormatInt(time.Now().UnixMilli()%1e7, 36),
 		rejected: map[int]int64{}, finals: map[string]Final{}, complete: map[string]bool{}}, nil
 }
 
@@ -245,6 +246,8 @@ type event struct {
 // contact's events leave in order unless deliberately reordered.
 func (l *Load) worker(ctx, sendCtx context.Context, w int, slots <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(l.opts.Seed, uint64(w)))
+	conn, _ := newKeepAlive(l.target) // the URL was checked by NewLoad
+	defer conn.close()
 	var queue []event
 	n := 0
 	for range slots {
@@ -260,9 +263,9 @@ func (l *Load) worker(ctx, sendCtx context.Context, w int, slots <-chan struct{}
 		}
 		ev := queue[0]
 		queue = queue[1:]
-		ok := l.send(ctx, ev.body)
+		ok := l.send(ctx, conn, ev.body)
 		if ok && rng.Float64() < l.opts.DuplicateRatio {
-			l.send(ctx, ev.body)
+			l.send(ctx, conn, ev.body)
 		}
 		l.mu.Lock()
 		if !ok {
@@ -335,8 +338,8 @@ func (l *Load) plan(rng *rand.Rand, contactID string) []event {
 }
 
 // send posts one signed webhook and counts the outcome; ok means 2xx.
-func (l *Load) send(ctx context.Context, body []byte) (ok bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.opts.URL, bytes.NewReader(body))
+func (l *Load) send(ctx context.Context, conn *keepAlive, body []byte) (ok bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.opts.URL, nil)
 	if err != nil {
 		l.fail(err)
 		return false
@@ -346,7 +349,7 @@ func (l *Load) send(ctx context.Context, body []byte) (ok bool) {
 	webhook.AcmeHeaders(req.Header, time.Now(), body, l.opts.Key)
 	l.sent.Add(1)
 	started := time.Now()
-	resp, err := l.opts.Client.Do(req)
+	status, b, err := conn.do(ctx, req, body)
 	if err != nil {
 		if ctx.Err() != nil {
 			l.sent.Add(-1) // cut off by the end of the run: not a result
@@ -355,17 +358,15 @@ func (l *Load) send(ctx context.Context, body []byte) (ok bool) {
 		l.fail(err)
 		return false
 	}
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	_ = resp.Body.Close()
 	elapsed := time.Since(started)
 	l.mu.Lock()
 	l.latencies = append(l.latencies, elapsed)
-	if resp.StatusCode/100 != 2 {
-		l.rejected[resp.StatusCode]++
-		l.lastErr = fmt.Sprintf("HTTP %d: %.200s", resp.StatusCode, b)
+	if status/100 != 2 {
+		l.rejected[status]++
+		l.lastErr = fmt.Sprintf("HTTP %d: %.200s", status, b)
 	}
 	l.mu.Unlock()
-	if resp.StatusCode/100 != 2 {
+	if status/100 != 2 {
 		l.rejectedTotal.Add(1)
 		return false
 	}
