@@ -21,18 +21,22 @@ base="http://127.0.0.1:$port"
 
 # The limits stay on (every request is still counted in Redis), but high
 # enough that one benchmark user is never refused.
-HTTP_ADDR=127.0.0.1:$port LOG_LEVEL=${BENCH_LOG_LEVEL:-info} LOG_FORMAT=json \
-  RATE_LIMIT_API=100000000/1s RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_WEBHOOK=100000000/1s \
-  "$BIN" dev --data "$work/data" >"$work/service.log" 2>&1 &
-svc=$!
-cleanup() { kill -INT "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; rm -rf "$work"; }
+start_service() { # [dev flags...]
+  HTTP_ADDR=127.0.0.1:$port LOG_LEVEL=${BENCH_LOG_LEVEL:-info} LOG_FORMAT=json \
+    RATE_LIMIT_API=100000000/1s RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_WEBHOOK=100000000/1s \
+    "$BIN" dev --data "$work/data" "$@" >>"$work/service.log" 2>&1 &
+  svc=$!
+  for _ in $(seq 1 600); do
+    curl -fs "$base/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$svc" 2>/dev/null || { cat "$work/service.log"; exit 1; }
+    sleep 0.1
+  done
+  echo "bench: the service did not become ready" >&2; exit 1
+}
+stop_service() { kill -INT "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; }
+cleanup() { stop_service; rm -rf "$work"; }
 trap cleanup EXIT
-
-for _ in $(seq 1 600); do
-  curl -fs "$base/readyz" >/dev/null 2>&1 && break
-  kill -0 "$svc" 2>/dev/null || { cat "$work/service.log"; exit 1; }
-  sleep 0.1
-done
+start_service
 
 TOKEN=$(curl -fs -X POST "$base/api/auth/login" -H 'Content-Type: application/json' \
   -d '{"username":"admin@acmecrm.com","password":"admin123"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
@@ -140,3 +144,14 @@ psql -qtA -F ' ' "$pgurl" -c "SELECT count(*),
   round(percentile_cont(0.99) WITHIN GROUP (ORDER BY extract(epoch FROM processed_at - received_at) * 1000))
   FROM webhook_events WHERE id > $mark" |
   awk -v rate="$RATE" -v load="sent $lrps/s, webhook p99 $lp99, non-2xx $lerrs" '{printf "%-28s lag p50 %s ms   p99 %s ms at %s/s (%s events; %s)\n", "pipeline at fixed rate", $2, $3, rate, $1, load}'
+
+# The receiver alone (issue 4's scenario): the same load with only the api
+# role running, so no CPU goes to publishing and applying; what it accepts
+# stays in the outbox.
+stop_service
+start_service --roles api
+pgurl=$(awk '$1=="postgres"{u=$2} END{print u}' "$work/service.log")
+before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+read -r rps p50 p90 p99 errs sent < <(simulate --rate 0 --concurrency "$CONNS" --duration "$WH_DURATION" | summary)
+after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s sent, %s events committed)\n' "POST /api/webhooks (alone)" "$rps" "$p50" "$p99" "$errs" "$sent" "$((after - before))"

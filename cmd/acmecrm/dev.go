@@ -15,7 +15,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/postgres"
 )
 
-const devUsage = `Usage: acmecrm dev [--data DIR]
+const devUsage = `Usage: acmecrm dev [--data DIR] [--roles api,relay,consumer,simulator]
 
 The local run. Starts PostgreSQL and Redis from this machine's binaries and
 an embedded Kafka-protocol broker (franz-go's kfake), keeps their data under
@@ -25,17 +25,26 @@ serves on :3000 (PORT overrides). Ctrl-C stops everything.
 Any of DATABASE_URL (or POSTGRES_HOST), REDIS_URL (or REDIS_HOST) and
 KAFKA_BROKERS that is set is used instead of the local server.
 
+--roles runs only some parts of the service, as serve --roles does: e.g.
+--roles api receives webhooks and serves the API while nothing publishes or
+applies them (the outbox keeps them until a run with the relay).
+
 Flags:
 `
 
 func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dev", devUsage, stderr)
 	dataDir := fs.String("data", ".acmecrm", "folder for the local servers' data")
+	rolesFlag := fs.String("roles", strings.Join(allRoles, ","), "comma-separated roles to run (as serve --roles)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("dev: unexpected argument %q", fs.Arg(0))}
+	}
+	roles, err := parseRoles(*rolesFlag)
+	if err != nil {
+		return err
 	}
 	dir, err := filepath.Abs(*dataDir)
 	if err != nil {
@@ -131,7 +140,7 @@ Try:
 Press Ctrl-C to stop.
 `, n, base, base, base, redactURL(cfg.DatabaseURL), redactURL(cfg.RedisURL), strings.Join(cfg.Kafka.Brokers, ","),
 		cfg.AdminUsername, shownPassword(cfg.AdminPassword), base, cfg.AdminUsername, shownPassword(cfg.AdminPassword))
-	return serve(ctx, cfg, allRoles, newLogger(cfg, stdout))
+	return serve(ctx, cfg, roles, newLogger(cfg, stdout))
 }
 
 // shownPassword prints the demo password, never one the user chose.

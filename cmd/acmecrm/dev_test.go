@@ -37,6 +37,18 @@ func TestDevStartsEverythingAndStops(t *testing.T) {
 	if err := s.stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, s.out.String())
 	}
+	// Restarted on the same data with some roles only: without the api
+	// role it serves probes but no API.
+	p := startService(t, map[string]string{"LOG_LEVEL": "warn"}, "dev", "--data", dir, "--roles", "relay,consumer")
+	if code, _, _ := get(t, p.base+"/readyz"); code != 200 {
+		t.Errorf("readyz without the api role: %d", code)
+	}
+	if code, _, _ := get(t, p.base+"/api/contacts"); code != 404 {
+		t.Errorf("API served without the api role: %d", code)
+	}
+	if err := p.stop(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, p.out.String())
+	}
 }
 
 // `acmecrm stack` hands the command its servers and returns its exit status.

@@ -29,6 +29,7 @@ func TestUsageErrors(t *testing.T) {
 		{"migrate"},
 		{"migrate", "sideways"},
 		{"dev", "extra"},
+		{"dev", "--roles", "api,bogus"},
 		{"stack"},
 		{"simulate", "--no-such-flag"},
 		{"simulate", "extra"},

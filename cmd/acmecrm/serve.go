@@ -71,14 +71,14 @@ func parseRoles(s string) ([]string, error) {
 			continue
 		}
 		if !slices.Contains(allRoles, r) {
-			return nil, usageError{fmt.Sprintf("serve: unknown role %q (roles: %s)", r, strings.Join(allRoles, ", "))}
+			return nil, usageError{fmt.Sprintf("unknown role %q in --roles (roles: %s)", r, strings.Join(allRoles, ", "))}
 		}
 		if !slices.Contains(roles, r) {
 			roles = append(roles, r)
 		}
 	}
 	if len(roles) == 0 {
-		return nil, usageError{"serve: no role given"}
+		return nil, usageError{"--roles: no role given"}
 	}
 	return roles, nil
 }
