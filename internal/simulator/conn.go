@@ -24,16 +24,17 @@ const requestTimeout = 30 * time.Second
 // hand-offs cost the load generator more CPU than the requests themselves,
 // CPU taken from the service it measures when both share a machine.
 type keepAlive struct {
-	target *url.URL
-	addr   string
-	tls    *tls.Config
-	conn   net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
+	addr string
+	tls  *tls.Config
+	conn net.Conn
+	br   *bufio.Reader
+	bw   *bufio.Writer
 }
 
+// newKeepAlive returns an unconnected keepAlive for target; copies of it
+// are the workers' connections.
 func newKeepAlive(target *url.URL) (*keepAlive, error) {
-	k := &keepAlive{target: target, addr: target.Host}
+	k := &keepAlive{addr: target.Host}
 	switch target.Scheme {
 	case "http":
 		if target.Port() == "" {

@@ -90,6 +90,7 @@ type Final struct {
 type Load struct {
 	opts   LoadOptions
 	target *url.URL
+	proto  *keepAlive // unconnected; each worker connects a copy
 	runID  string
 
 	sent, accepted, duplicate, ignored, errs atomic.Int64
@@ -135,10 +136,11 @@ func NewLoad(opts LoadOptions) (*Load, error) {
 	if err != nil {
 		return nil, fmt.Errorf("receiver URL: %w", err)
 	}
-	if _, err := newKeepAlive(target); err != nil {
+	proto, err := newKeepAlive(target)
+	if err != nil {
 		return nil, err
 	}
-	return &Load{opts: opts, target: target, runID: strconv.FormatUint(opts.Seed%1_000_000_007, 36) + "-" + strconv.FormatInt(time.Now().UnixMilli()%1e7, 36),
+	return &Load{opts: opts, target: target, proto: proto, runID: strconv.FormatUint(opts.Seed%1_000_000_007, 36) + "-" + strconv.FormatInt(time.Now().UnixMilli()%1e7, 36),
 		rejected: map[int]int64{}, finals: map[string]Final{}, complete: map[string]bool{}}, nil
 }
 
@@ -246,7 +248,8 @@ type event struct {
 // contact's events leave in order unless deliberately reordered.
 func (l *Load) worker(ctx, sendCtx context.Context, w int, slots <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(l.opts.Seed, uint64(w)))
-	conn, _ := newKeepAlive(l.target) // the URL was checked by NewLoad
+	conn := new(keepAlive)
+	*conn = *l.proto
 	defer conn.close()
 	var queue []event
 	n := 0
@@ -339,11 +342,9 @@ func (l *Load) plan(rng *rand.Rand, contactID string) []event {
 
 // send posts one signed webhook and counts the outcome; ok means 2xx.
 func (l *Load) send(ctx context.Context, conn *keepAlive, body []byte) (ok bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.opts.URL, nil)
-	if err != nil {
-		l.fail(err)
-		return false
-	}
+	// The URL was parsed once by NewLoad; the connection watches ctx.
+	req := &http.Request{Method: http.MethodPost, URL: l.target, Host: l.target.Host,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: make(http.Header, 8)}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "acmecrm-simulate")
 	webhook.AcmeHeaders(req.Header, time.Now(), body, l.opts.Key)
