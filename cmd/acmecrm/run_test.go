@@ -38,6 +38,8 @@ func TestUsageErrors(t *testing.T) {
 		{"simulate", "--delete-ratio", "2"},
 		{"simulate", "--rate", "-1"},
 		{"simulate", "--secret", "whsec_!!"},
+		{"simulate", "--emit", "-"},
+		{"simulate", "--emit", "-", "--events", "5", "--delete-ratio", "-1"},
 	}
 	for _, args := range cases {
 		code, _, stderr := runCLI(t, env(nil), args...)

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,9 +24,16 @@ Plays AcmeCRM against a webhook receiver: realistic contact lifecycles
 events. Prints a progress line per second on stderr and a summary on stdout.
 Exits 1 when any webhook was refused or failed.
 
+With --emit FILE it sends nothing: it writes --events webhooks, signed now,
+to FILE ("-" for stdout), one request per line — the headers as
+"Name: value" fields, then the body, separated by tabs — for other load
+tools to replay (make bench replays them with wrk). They are refused once
+older than the receiver's ACME_WEBHOOK_MAX_AGE (five minutes by default).
+
 Examples:
   acmecrm simulate --rate 50 --duration 10s            # the local run (make run)
   acmecrm simulate --rate 0 --concurrency 50 --duration 20s --json
+  acmecrm simulate --emit webhooks.tsv --events 100000
 
 Flags:
 `
@@ -48,6 +57,7 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	seed := fs.Uint64("seed", 0, "random seed for repeatable data (0 = random)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	emit := fs.String("emit", "", "write --events signed webhooks to this file (- for stdout) instead of sending")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -63,6 +73,10 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	key, err := webhook.ParseSecret("current", *secret)
 	if err != nil {
 		return usageError{"simulate: " + err.Error()}
+	}
+	if *emit != "" {
+		return emitWebhooks(*emit, stdout, simulator.EmitOptions{Key: key.Key, Events: *events,
+			MaxUpdates: *updates, DeleteRatio: *deletes, Seed: *seed})
 	}
 	opts := simulator.LoadOptions{
 		URL: *target, Key: key.Key, Rate: *rate, Concurrency: *conc, Duration: *duration, Events: *events,
@@ -97,6 +111,32 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	}
 	if rejected+s.Errors > 0 {
 		return fmt.Errorf("simulate: %d webhooks refused, %d failed without a response (last: %s)", rejected, s.Errors, s.LastError)
+	}
+	return nil
+}
+
+// emitWebhooks writes signed webhooks to path ("-": stdout).
+func emitWebhooks(path string, stdout io.Writer, opts simulator.EmitOptions) error {
+	switch {
+	case opts.Events <= 0:
+		return usageError{"simulate: --emit needs --events"}
+	case opts.DeleteRatio < 0 || opts.DeleteRatio > 1:
+		return usageError{"simulate: ratios must be between 0 and 1"}
+	}
+	w, f := stdout, (*os.File)(nil)
+	if path != "-" {
+		var err error
+		if f, err = os.Create(path); err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+		w = f
+	}
+	err := simulator.Emit(w, opts)
+	if f != nil {
+		err = errors.Join(err, f.Close())
+	}
+	if err != nil {
+		return fmt.Errorf("simulate: write webhooks: %w", err)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -246,5 +247,74 @@ func TestSimulatorDeliveriesToOwnReceiverProduceContacts(t *testing.T) {
 	}
 	if code, _ := authed(t, "GET", s.base+"/api/contacts/source/acmecrm/crm-forged", token, nil); code != 404 {
 		t.Errorf("the forged webhook's contact: %d, want 404", code)
+	}
+}
+
+// Webhooks written by `simulate --emit` are requests another tool can
+// replay as they are: each line's headers and body are accepted by the
+// receiver, event ids are unique, a replayed line is a duplicate, and a
+// changed byte fails the signature.
+func TestSimulateEmitWritesReplayableWebhooks(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	s := startService(t, vars, "serve", "--roles", "api")
+	file := t.TempDir() + "/webhooks.tsv"
+	code, out, errOut := runCLI(t, env(vars), "simulate", "--emit", file, "--events", "40", "--secret", "test-webhook-secret", "--delete-ratio", "0.5")
+	if code != 0 || out != "" {
+		t.Fatalf("emit: exit %d\n%s\n%s", code, out, errOut)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(raw), "\n"), "\n")
+	if len(lines) != 40 {
+		t.Fatalf("%d lines, want 40", len(lines))
+	}
+	send := func(line string) (int, string) {
+		fields := strings.Split(line, "\t")
+		req, _ := http.NewRequest("POST", s.base+"/api/webhooks", strings.NewReader(fields[len(fields)-1]))
+		for _, f := range fields[:len(fields)-1] {
+			name, value, ok := strings.Cut(f, ": ")
+			if !ok {
+				t.Fatalf("header field %q", f)
+			}
+			req.Header.Set(name, value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		status, _ := m["status"].(string)
+		return resp.StatusCode, status
+	}
+	ids := map[string]bool{}
+	types := map[string]int{}
+	for _, line := range lines {
+		var p struct {
+			EventID   string `json:"event_id"`
+			EventType string `json:"event_type"`
+		}
+		if err := json.Unmarshal([]byte(line[strings.LastIndexByte(line, '\t')+1:]), &p); err != nil || ids[p.EventID] {
+			t.Fatalf("body: %v, event id %q seen before: %v", err, p.EventID, ids[p.EventID])
+		}
+		ids[p.EventID] = true
+		types[p.EventType]++
+		if code, status := send(line); code != 202 || status != "accepted" {
+			t.Fatalf("emitted webhook: %d %q\n%s", code, status, line)
+		}
+	}
+	if types[acmecrm.EventContactCreated] == 0 || types[acmecrm.EventContactUpdated] == 0 || types[acmecrm.EventContactDeleted] == 0 {
+		t.Fatalf("event types: %v", types)
+	}
+	if code, status := send(lines[0]); code != 202 || status != "duplicate" {
+		t.Fatalf("replayed line: %d %q", code, status)
+	}
+	tampered := strings.Replace(lines[1], `"contact.`, `"contact_`, 1)
+	if code, _ := send(tampered); code != 401 {
+		t.Fatalf("tampered body: %d, want 401", code)
 	}
 }
