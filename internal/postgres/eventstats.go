@@ -123,8 +123,8 @@ func (s *Store) EventStats(ctx context.Context) (EventStats, error) {
 	}
 
 	var oldest *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox WHERE published_at IS NULL),
-			(SELECT min(created_at) FROM outbox WHERE published_at IS NULL),
+	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox),
+			(SELECT min(created_at) FROM outbox),
 			(SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL)`).Scan(
 		&st.Backlog.OutboxRows, &oldest, &st.Backlog.DeadLetters); err != nil {
 		return st, translate("event stats", err)

@@ -54,7 +54,7 @@ func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish fu
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT id, topic, key, payload, headers FROM outbox
-			WHERE published_at IS NULL AND id >= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, n, from)
+			WHERE id >= $2 ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, n, from)
 		if err != nil {
 			return err
 		}
@@ -106,7 +106,7 @@ type TopicBacklog struct {
 // OutboxBacklog is the number of unpublished rows of each topic that has
 // any, and the age of the oldest.
 func (s *Store) OutboxBacklog(ctx context.Context) ([]TopicBacklog, error) {
-	rows, err := s.pool.Query(ctx, `SELECT topic, count(*), min(created_at) FROM outbox WHERE published_at IS NULL GROUP BY topic`)
+	rows, err := s.pool.Query(ctx, `SELECT topic, count(*), min(created_at) FROM outbox GROUP BY topic`)
 	if err != nil {
 		return nil, translate("outbox backlog", err)
 	}
