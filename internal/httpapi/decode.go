@@ -21,13 +21,24 @@ func isJSON(contentType string) bool {
 	return mt == "application/json" || (strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"))
 }
 
+// maxPreallocatedBody bounds the buffer sized from Content-Length before a
+// byte has arrived: a client announcing a large body must send it before it
+// costs more memory than a small one (the body-limit middleware bounds what
+// is read).
+const maxPreallocatedBody = 64 << 10
+
 // readJSONBody checks the content type and reads the whole body (bounded by
 // the body-limit middleware).
 func readJSONBody(r *http.Request) ([]byte, error) {
 	if !isJSON(r.Header.Get("Content-Type")) {
 		return nil, acmecrm.Errorf(acmecrm.KindUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "the body must be JSON (Content-Type: application/json)")
 	}
-	b, err := io.ReadAll(r.Body)
+	var buf bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= maxPreallocatedBody {
+		buf.Grow(int(n) + bytes.MinRead) // one allocation instead of io.ReadAll's doublings
+	}
+	_, err := buf.ReadFrom(r.Body)
+	b := buf.Bytes()
 	if err != nil {
 		return nil, err // *http.MaxBytesError → 413
 	}

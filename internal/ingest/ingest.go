@@ -144,6 +144,9 @@ func (b *Batcher) commit(ctx context.Context, batch []*request) {
 // failed). The outcome is postgres.OutcomeAccepted, OutcomeDuplicate or
 // OutcomeIgnored.
 func (b *Batcher) Record(ctx context.Context, ev postgres.IncomingEvent) (string, error) {
+	if err := ev.Prepare(); err != nil {
+		return "", err
+	}
 	r := &request{ev: ev, done: make(chan struct{})}
 	b.mu.RLock()
 	if b.closed {

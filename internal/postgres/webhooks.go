@@ -29,6 +29,29 @@ type IncomingEvent struct {
 	// TraceParent is the W3C trace context of the request, stored with the
 	// outbox row so that the trace continues through Kafka ("" for none).
 	TraceParent string
+
+	// message and headers are Event and Headers as JSON, once Prepare ran.
+	message, headers []byte
+}
+
+// Prepare encodes the event and its headers as they will be stored. The
+// batcher calls it in the request's goroutine, so that the one goroutine
+// writing a batch does not encode every event of it in turn; RecordEvents
+// encodes whatever was not prepared.
+func (in *IncomingEvent) Prepare() error {
+	if in.message != nil {
+		return nil
+	}
+	msg, err := json.Marshal(in.Event)
+	if err != nil {
+		return err
+	}
+	h, err := json.Marshal(in.Headers)
+	if err != nil {
+		return err
+	}
+	in.message, in.headers = msg, h
+	return nil
 }
 
 // RecordEvents stores a batch of webhooks — the raw body, the headers, the
@@ -41,14 +64,14 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 	outcomes := make([]string, len(evs))
 	n := 0
 	first := make(map[string]int, len(evs))
-	var (
-		ids, types, contacts, statuses, schemes, secrets []string
-		occurred, received                               []time.Time
-		headers, traceparents                            []string
-		bodies, messages                                 [][]byte
-		index                                            []int
-	)
-	for i, in := range evs {
+	strs := func() []string { return make([]string, 0, len(evs)) }
+	blobs := func() [][]byte { return make([][]byte, 0, len(evs)) }
+	ids, types, contacts, statuses, schemes, secrets, traceparents := strs(), strs(), strs(), strs(), strs(), strs(), strs()
+	occurred, received := make([]time.Time, 0, len(evs)), make([]time.Time, 0, len(evs))
+	headers, bodies, messages := blobs(), blobs(), blobs()
+	index := make([]int, 0, len(evs))
+	for i := range evs {
+		in := &evs[i]
 		if _, dup := first[in.Event.EventID]; dup {
 			outcomes[i] = OutcomeDuplicate
 			continue
@@ -59,12 +82,7 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 		if !acmecrm.KnownEventType(in.Event.EventType) {
 			status, outcomes[i] = "ignored", OutcomeIgnored
 		}
-		msg, err := json.Marshal(in.Event)
-		if err != nil {
-			return nil, err
-		}
-		h, err := json.Marshal(in.Headers)
-		if err != nil {
+		if err := in.Prepare(); err != nil {
 			return nil, err
 		}
 		ids = append(ids, in.Event.EventID)
@@ -75,10 +93,10 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 		statuses = append(statuses, status)
 		schemes = append(schemes, in.Scheme)
 		secrets = append(secrets, in.SecretID)
-		headers = append(headers, string(h))
+		headers = append(headers, in.headers)
 		traceparents = append(traceparents, in.TraceParent)
 		bodies = append(bodies, in.RawBody)
-		messages = append(messages, msg)
+		messages = append(messages, in.message)
 		index = append(index, i)
 		n++
 	}
