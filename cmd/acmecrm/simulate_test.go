@@ -32,6 +32,12 @@ func authed(t *testing.T, method, url, token string, body any, headers ...string
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
+	return do(t, req)
+}
+
+// do sends req and decodes the JSON answer (nil when it is not JSON).
+func do(t *testing.T, req *http.Request) (int, map[string]any) {
+	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -281,15 +287,9 @@ func TestSimulateEmitWritesReplayableWebhooks(t *testing.T) {
 			}
 			req.Header.Set(name, value)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var m map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&m)
+		code, m := do(t, req)
 		status, _ := m["status"].(string)
-		return resp.StatusCode, status
+		return code, status
 	}
 	ids := map[string]bool{}
 	types := map[string]int{}
