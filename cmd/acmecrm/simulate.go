@@ -117,11 +117,8 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 
 // emitWebhooks writes signed webhooks to path ("-": stdout).
 func emitWebhooks(path string, stdout io.Writer, opts simulator.EmitOptions) error {
-	switch {
-	case opts.Events <= 0:
-		return usageError{"simulate: --emit needs --events"}
-	case opts.DeleteRatio < 0 || opts.DeleteRatio > 1:
-		return usageError{"simulate: ratios must be between 0 and 1"}
+	if err := opts.Check(); err != nil {
+		return usageError{"simulate: " + err.Error()}
 	}
 	w, f := stdout, (*os.File)(nil)
 	if path != "-" {

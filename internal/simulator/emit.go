@@ -28,16 +28,24 @@ type EmitOptions struct {
 	Now time.Time
 }
 
+// Check reports options Emit refuses, before anything is written.
+func (opts EmitOptions) Check() error {
+	if opts.Events <= 0 {
+		return fmt.Errorf("no number of webhooks to write (--events)")
+	}
+	if opts.DeleteRatio < 0 || opts.DeleteRatio > 1 {
+		return fmt.Errorf("ratios must be between 0 and 1")
+	}
+	return nil
+}
+
 // Emit writes opts.Events webhooks of contact lifecycles (in order within
 // each contact, unique event ids), one request per line: the headers as
 // "Name: value" fields, then the body, all separated by tabs. A JSON body
 // has no raw tab or newline, so the last field is the exact signed bytes.
 func Emit(w io.Writer, opts EmitOptions) error {
-	if opts.Events <= 0 {
-		return fmt.Errorf("give the number of events to write")
-	}
-	if opts.DeleteRatio < 0 || opts.DeleteRatio > 1 {
-		return fmt.Errorf("ratios must be between 0 and 1")
+	if err := opts.Check(); err != nil {
+		return err
 	}
 	if opts.Seed == 0 {
 		opts.Seed = rand.Uint64()
