@@ -148,6 +148,9 @@ func observe(next http.Handler, logger *slog.Logger, m *telemetry.Metrics, trace
 		if sw.status >= 500 {
 			level = slog.LevelError
 		}
+		if !logger.Enabled(ctx, level) {
+			return
+		}
 		attrs := []slog.Attr{
 			slog.String("method", r.Method),
 			slog.String("route", label),
