@@ -16,6 +16,10 @@ fi
 
 work=$(mktemp -d /tmp/acmecrm-bench-XXXXXX)
 chmod 711 "$work"
+# The ceilings at the end: the storage work alone (a Go benchmark of the
+# receiver's batch insert) and a bare net/http server.
+go test -c -o "$work/postgres.test" ./internal/postgres
+go build -o "$work/bareserver" ./bench/bareserver
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 3999)
 base="http://127.0.0.1:$port"
 
@@ -92,8 +96,19 @@ baseline "baseline: 1 KB insert, 8" -f "$work/insert.sql" -c 8 -j 2 -M prepared
 baseline "baseline: 1 KB insert, 32" -f "$work/insert.sql" -c 32 -j 2 -M prepared
 # The baselines leave ~0.5 GB of fresh rows behind: drop them and write
 # their dirty pages out now, so that their vacuum and checkpoint work does
-# not run on the same two cores during the scenarios below.
+# not run on the same two cores during what follows.
 psql -q "$pgurl" -c "DROP DATABASE bench" -c "CHECKPOINT" >/dev/null
+# Ceiling: the receiver's storage work alone. RecordEvents from two
+# writers in batches of twenty (the receiver's shape under the webhook
+# load below), realistic webhooks, same PostgreSQL, no HTTP; in its own
+# database, dropped afterwards.
+redisurl=$(awk '$1=="redis"{u=$2} END{print u}' "$work/service.log")
+bench_out=$(TEST_POSTGRES_URL="$(sed 's|/acmecrm?|/postgres?|' <<<"$pgurl")" TEST_REDIS_URL="$redisurl" \
+  "$work/postgres.test" -test.run '^$' -test.bench '^BenchmarkRecordEvents$' -test.benchtime "${BENCH_STORAGE_BATCHES:-5000}x")
+store_rate=$(awk '/^BenchmarkRecordEvents/{for (i = 2; i <= NF; i++) if ($i == "rows/s") print int($(i-1))}' <<<"$bench_out")
+store_us=$(awk '/^BenchmarkRecordEvents/{for (i = 2; i <= NF; i++) if ($i == "pg-µs/row") print int($(i-1) + 0.5)}' <<<"$bench_out")
+printf '%-28s %10s rows/s    PostgreSQL %s µs CPU per webhook (RecordEvents, 2 writers × 20, no HTTP)\n' "ceiling: storage alone" "$store_rate" "$store_us"
+psql -q "$pgurl" -c "CHECKPOINT" >/dev/null
 
 scenario "GET /api/contacts/{id}" bench/get.lua "$base/api/contacts/$ID"
 scenario "GET /api/contacts?limit=10" bench/get.lua "$base/api/contacts?limit=10"
@@ -161,9 +176,8 @@ printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s sent, %s events co
 # lifecycles), so that less of the two cores goes to generating load.
 "$BIN" simulate --emit "$work/webhooks.tsv" --events "${BENCH_WEBHOOK_EVENTS:-500000}" --secret dev-only-webhook-secret
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
-out=$(wrk -t2 -c"$CONNS" -d"$WH_DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/webhooks.tsv" 2)
+out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$WH_DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/webhooks.tsv" 2)
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
-rm -f "$work/webhooks.tsv"
 answered=$(awk '/requests in/{print $1}' <<<"$out")
 refused=$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)
 # wrk counts the answers it read; the requests in flight when it stopped
@@ -175,3 +189,26 @@ if [ "$((after - before))" -lt "$((answered - refused))" ]; then
   echo "bench: FAILED: fewer webhooks committed than accepted" >&2
   exit 1
 fi
+# cpu_us GROUP RATE: the CPU time per request of each group of processes
+# during the last bench/cpu.py run, in µs (cores ÷ rate).
+cpu_us() { awk -v g="$1" -v r="$2" '$1==g{printf "%.0f", $2 * 1e6 / r}' "$work/cpu"; }
+rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+svc_us=$(cpu_us service "$rate"); pg_us=$(cpu_us postgres "$rate"); gen_us=$(cpu_us loadgen "$rate")
+printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
+  "$svc_us" "$pg_us" "$gen_us" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+
+# Ceiling: HTTP alone, a bare net/http server answering the same wrk load.
+bareport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$work/bareserver" "127.0.0.1:$bareport" &
+bare=$!
+for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$bareport/" && break; sleep 0.05; done
+out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"${DURATION}" -s bench/webhooks.lua "http://127.0.0.1:$bareport/api/webhooks" -- "$work/webhooks.tsv" 2)
+kill "$bare"; wait "$bare" 2>/dev/null || true
+rm -f "$work/webhooks.tsv"
+rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+bare_us=$(cpu_us bareserver "$rate"); bare_gen_us=$(cpu_us loadgen "$rate")
+printf '%-28s %10s req/s     server %s µs, wrk %s µs CPU per request (net/http answering 202, nothing else)\n' "ceiling: bare net/http" "$rate" "$bare_us" "$bare_gen_us"
+cores=$(nproc)
+awk -v c="$cores" -v pg="$store_us" -v http="$bare_us" -v gen="$bare_gen_us" 'BEGIN{
+  printf "%-28s %10d webhooks/s = %d cores ÷ (%d + %d + %d) µs, if verifying, parsing, batching and scheduling cost nothing\n",
+    "bound on this machine", c * 1e6 / (pg + http + gen), c, pg, http, gen}'

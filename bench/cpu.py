@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""make bench's CPU accounting: runs a command and prints, after its own
+output, the CPU (user + system) each group of processes used while it ran,
+in cores: the service (acmecrm), PostgreSQL, the load generator (wrk or
+acmecrm simulate), the bare HTTP server, everything else, and what stayed
+idle. Read from /proc; Linux only.
+
+    bench/cpu.py OUT -- COMMAND [ARGS...]   (OUT gets "group cores" lines)
+"""
+import os
+import resource
+import subprocess
+import sys
+import time
+
+HZ = os.sysconf("SC_CLK_TCK")
+
+
+def group(comm, cmdline):
+    if comm.startswith("postgres"):
+        return "postgres"
+    if comm == "wrk" or " simulate " in cmdline:
+        return "loadgen"
+    if comm == "bareserver":
+        return "bareserver"
+    if comm == "acmecrm":
+        return "service"
+    return "other"
+
+
+def snapshot():
+    ticks = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline") as f:
+                cmdline = " " + f.read().replace("\0", " ")
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        ticks[pid] = (group(comm, cmdline), int(fields[11]) + int(fields[12]))
+    return ticks
+
+
+def idle_ticks():
+    with open("/proc/stat") as f:
+        cpu = f.readline().split()
+    return int(cpu[4]) + int(cpu[5])  # idle + iowait
+
+
+def main():
+    out, sep, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+    if sep != "--" or not cmd:
+        sys.exit(__doc__)
+    def children():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return (r.ru_utime + r.ru_stime) * HZ
+    before, idle0, own0, t0 = snapshot(), idle_ticks(), children(), time.monotonic()
+    rc = subprocess.call(cmd)
+    after, idle1, own1, elapsed = snapshot(), idle_ticks(), children(), time.monotonic() - t0
+    used = {}
+    for pid, (g, t) in after.items():
+        used[g] = used.get(g, 0) + t - before.get(pid, (g, 0))[1]
+    # The command itself has ended: its CPU comes from the rusage of
+    # waited-for children.
+    own = group(os.path.basename(cmd[0]), " " + " ".join(cmd) + " ")
+    used[own] = used.get(own, 0) + own1 - own0
+    with open(out, "w") as f:
+        for g in ("service", "postgres", "loadgen", "bareserver", "other"):
+            f.write(f"{g} {used.get(g, 0) / HZ / elapsed:.3f}\n")
+        f.write(f"idle {(idle1 - idle0) / HZ / elapsed:.3f}\n")
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+package postgres_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+	"github.com/acmecrm/acmecrm/internal/simulator"
+	"github.com/acmecrm/acmecrm/internal/webhook"
+)
+
+// The shape of the receiver's writes under load: two ingest writers
+// (INGEST_WRITERS' default), each committing batches of about twenty
+// webhooks (what 50 concurrent senders coalesce into).
+const (
+	benchWriters   = 2
+	benchBatchSize = 20
+)
+
+// BenchmarkRecordEvents is the receiver's storage work without HTTP:
+// realistic signed webhooks (as `acmecrm simulate --emit` writes them),
+// verified and parsed beforehand, stored by RecordEvents from two writers
+// in batches of twenty. It reports rows/s and, when the server runs on this
+// machine, PostgreSQL's CPU time per stored webhook (all of its processes:
+// backends, WAL writer, checkpointer), which `make bench` prints as the
+// database's share of the cost of a webhook.
+func BenchmarkRecordEvents(b *testing.B) {
+	ctx := context.Background()
+	pool := infratest.Pool(b)
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	batches := benchBatches(b, b.N)
+	var dataDir string
+	_ = pool.QueryRow(ctx, "SHOW data_directory").Scan(&dataDir)
+	cpu0, cpuOK := serverCPU(dataDir)
+
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, benchWriters)
+	for range benchWriters {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(batches) {
+					return
+				}
+				outcomes, err := store.RecordEvents(ctx, "contact-events", batches[i])
+				if err == nil {
+					for _, o := range outcomes {
+						if o != postgres.OutcomeAccepted {
+							err = fmt.Errorf("outcome %q for a new event", o)
+							break
+						}
+					}
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	rows := float64(len(batches) * benchBatchSize)
+	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
+	if cpu1, ok := serverCPU(dataDir); ok && cpuOK {
+		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/rows, "pg-µs/row")
+	}
+}
+
+// benchBatches returns n batches of fresh, parsed webhooks.
+func benchBatches(b *testing.B, n int) [][]postgres.IncomingEvent {
+	b.Helper()
+	var buf bytes.Buffer
+	if err := simulator.Emit(&buf, simulator.EmitOptions{Key: []byte("bench-secret"), Events: n * benchBatchSize, MaxUpdates: 3, DeleteRatio: 0.1}); err != nil {
+		b.Fatal(err)
+	}
+	parser, err := webhook.NewParser()
+	if err != nil {
+		b.Fatal(err)
+	}
+	batches := make([][]postgres.IncomingEvent, 0, n)
+	batch := make([]postgres.IncomingEvent, 0, benchBatchSize)
+	received := time.Now()
+	for line := range strings.Lines(buf.String()) {
+		fields := strings.Split(strings.TrimSuffix(line, "\n"), "\t")
+		body := []byte(fields[len(fields)-1])
+		headers := map[string]string{}
+		for _, f := range fields[:len(fields)-1] {
+			name, value, _ := strings.Cut(f, ": ")
+			headers[name] = value
+		}
+		ev, err := parser.Parse(body, received)
+		if err != nil {
+			b.Fatal(err)
+		}
+		batch = append(batch, postgres.IncomingEvent{Event: ev, Scheme: "acme", SecretID: "current", Headers: headers, RawBody: body})
+		if len(batch) == benchBatchSize {
+			batches = append(batches, batch)
+			batch = make([]postgres.IncomingEvent, 0, benchBatchSize)
+		}
+	}
+	if len(batches) != n {
+		b.Fatalf("prepared %d batches, want %d", len(batches), n)
+	}
+	return batches
+}
+
+// serverCPU is the CPU time (user + system) used so far by the PostgreSQL
+// server whose data directory is dir and by all of its processes (those
+// that ended included), read from /proc; false when the server is not a
+// process of this machine.
+func serverCPU(dir string) (time.Duration, bool) {
+	pidFile, err := os.ReadFile(filepath.Join(dir, "postmaster.pid"))
+	if dir == "" || err != nil {
+		return 0, false
+	}
+	postmaster, _, _ := strings.Cut(string(pidFile), "\n")
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, false
+	}
+	const ticksPerSecond = 100 // USER_HZ, 100 on every Linux architecture Go runs on
+	var ticks int64
+	found := false
+	for _, e := range entries {
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid … utime stime cutime cstime: fields 4 and
+		// 14–17; comm may hold spaces.
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 || (e.Name() != postmaster && f[1] != postmaster) {
+			continue
+		}
+		utime, _ := strconv.ParseInt(f[11], 10, 64)
+		stime, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += utime + stime
+		if e.Name() == postmaster && len(f) >= 15 {
+			cutime, _ := strconv.ParseInt(f[13], 10, 64)
+			cstime, _ := strconv.ParseInt(f[14], 10, 64)
+			ticks += cutime + cstime
+			found = true
+		}
+	}
+	return time.Duration(ticks) * time.Second / ticksPerSecond, found
+}
