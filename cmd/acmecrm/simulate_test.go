@@ -278,15 +278,12 @@ func TestSimulateEmitWritesReplayableWebhooks(t *testing.T) {
 		t.Fatalf("%d lines, want 40", len(lines))
 	}
 	send := func(line string) (int, string) {
-		fields := strings.Split(line, "\t")
-		req, _ := http.NewRequest("POST", s.base+"/api/webhooks", strings.NewReader(fields[len(fields)-1]))
-		for _, f := range fields[:len(fields)-1] {
-			name, value, ok := strings.Cut(f, ": ")
-			if !ok {
-				t.Fatalf("header field %q", f)
-			}
-			req.Header.Set(name, value)
+		header, body, err := simulator.ReadEmitted(line)
+		if err != nil {
+			t.Fatal(err)
 		}
+		req, _ := http.NewRequest("POST", s.base+"/api/webhooks", bytes.NewReader(body))
+		req.Header = header
 		code, m := do(t, req)
 		status, _ := m["status"].(string)
 		return code, status

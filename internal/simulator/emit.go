@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/acmecrm/acmecrm/internal/webhook"
@@ -71,4 +73,19 @@ func Emit(w io.Writer, opts EmitOptions) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// ReadEmitted splits one line that Emit wrote (with or without its
+// newline) into the request's headers and its body.
+func ReadEmitted(line string) (http.Header, []byte, error) {
+	fields := strings.Split(strings.TrimSuffix(line, "\n"), "\t")
+	h := make(http.Header, len(fields)-1)
+	for _, f := range fields[:len(fields)-1] {
+		name, value, ok := strings.Cut(f, ": ")
+		if !ok || name == "" {
+			return nil, nil, fmt.Errorf("emitted webhook: header field %q is not \"Name: value\"", f)
+		}
+		h.Set(name, value)
+	}
+	return h, []byte(fields[len(fields)-1]), nil
 }
