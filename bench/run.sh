@@ -77,6 +77,13 @@ scenario() {
   printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${errs:-0}"
 }
 
+# settle writes out, before a webhook scenario, what the earlier ones left
+# in the page cache: PostgreSQL 15 extends its files by writing pages, and
+# the kernel writes dirty pages back ~30 s later, in one burst that delays
+# every commit's fsync meanwhile (DECISIONS.md #60). A CHECKPOINT flushes
+# the database's files, sync the other files named.
+settle() { psql -q "$pgurl" -c "CHECKPOINT" >/dev/null; [ $# -eq 0 ] || sync "$@"; }
+
 # Baselines on the same PostgreSQL, in the same run: what the database alone
 # does for the same shape of work (pgbench over the same Unix socket).
 pghost=$(sed -n 's/.*host=\([^&]*\).*/\1/p' <<<"$pgurl"); pgport=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$pgurl")
@@ -127,6 +134,7 @@ WH_DURATION=${BENCH_WEBHOOK_DURATION:-20s}
 simulate() { "$BIN" simulate --url "$base/api/webhooks" --secret dev-only-webhook-secret --json --quiet "$@" || true; }
 summary() { python3 -c 'import json,sys; s=json.load(sys.stdin); l=s["latencyMs"]
 print("%.0f %.2fms %.2fms %.2fms %d %d" % (s["ratePerSecond"], l["p50"], l["p90"], l["p99"], sum(s["rejected"].values()) + s["errors"], s["sent"]))'; }
+settle
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 read -r rps p50 p90 p99 errs sent < <(simulate --rate 0 --concurrency "$CONNS" --duration "$WH_DURATION" | summary)
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
@@ -166,6 +174,7 @@ psql -qtA -F ' ' "$pgurl" -c "SELECT count(*),
 stop_service
 start_service --roles api
 pgurl=$(awk '$1=="postgres"{u=$2} END{print u}' "$work/service.log")
+settle
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 read -r rps p50 p90 p99 errs sent < <(simulate --rate 0 --concurrency "$CONNS" --duration "$WH_DURATION" | summary)
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
@@ -175,6 +184,7 @@ printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s sent, %s events co
 # simulate --emit` signed just before (unique event ids, the same
 # lifecycles), so that less of the two cores goes to generating load.
 "$BIN" simulate --emit "$work/webhooks.tsv" --events "${BENCH_WEBHOOK_EVENTS:-500000}" --secret dev-only-webhook-secret
+settle "$work/webhooks.tsv"
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$WH_DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/webhooks.tsv" 2)
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
