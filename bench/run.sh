@@ -16,7 +16,7 @@ fi
 
 work=$(mktemp -d /tmp/acmecrm-bench-XXXXXX)
 chmod 711 "$work"
-# The ceilings at the end: the storage work alone (a Go benchmark of the
+# For the ceilings: the storage work alone (a Go benchmark of the
 # receiver's batch insert) and a bare net/http server.
 go test -c -o "$work/postgres.test" ./internal/postgres
 go build -o "$work/bareserver" ./bench/bareserver
@@ -38,7 +38,8 @@ start_service() { # [dev flags...]
   echo "bench: the service did not become ready" >&2; exit 1
 }
 stop_service() { kill -INT "$svc" 2>/dev/null; wait "$svc" 2>/dev/null || true; }
-cleanup() { stop_service; rm -rf "$work"; }
+bare=
+cleanup() { stop_service; [ -z "$bare" ] || kill "$bare" 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
 start_service
 
@@ -111,7 +112,8 @@ psql -q "$pgurl" -c "DROP DATABASE bench" -c "CHECKPOINT" >/dev/null
 # database, dropped afterwards.
 redisurl=$(awk '$1=="redis"{u=$2} END{print u}' "$work/service.log")
 bench_out=$(TEST_POSTGRES_URL="$(sed 's|/acmecrm?|/postgres?|' <<<"$pgurl")" TEST_REDIS_URL="$redisurl" \
-  "$work/postgres.test" -test.run '^$' -test.bench '^BenchmarkRecordEvents$' -test.benchtime "${BENCH_STORAGE_BATCHES:-5000}x")
+  "$work/postgres.test" -test.run '^$' -test.bench '^BenchmarkRecordEvents$' -test.benchtime "${BENCH_STORAGE_BATCHES:-5000}x") ||
+  { echo "$bench_out" >&2; echo "bench: FAILED: BenchmarkRecordEvents" >&2; exit 1; }
 store_rate=$(awk '/^BenchmarkRecordEvents/{for (i = 2; i <= NF; i++) if ($i == "rows/s") print int($(i-1))}' <<<"$bench_out")
 store_us=$(awk '/^BenchmarkRecordEvents/{for (i = 2; i <= NF; i++) if ($i == "pg-µs/row") print int($(i-1) + 0.5)}' <<<"$bench_out")
 printf '%-28s %10s rows/s    PostgreSQL %s µs CPU per webhook (RecordEvents, 2 writers × 20, no HTTP)\n' "ceiling: storage alone" "$store_rate" "$store_us"
@@ -214,6 +216,7 @@ bare=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$bareport/" && break; sleep 0.05; done
 out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"${DURATION}" -s bench/webhooks.lua "http://127.0.0.1:$bareport/api/webhooks" -- "$work/webhooks.tsv" 2)
 kill "$bare"; wait "$bare" 2>/dev/null || true
+bare=
 rm -f "$work/webhooks.tsv"
 rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 bare_us=$(cpu_us bareserver "$rate"); bare_gen_us=$(cpu_us loadgen "$rate")
