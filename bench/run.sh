@@ -20,7 +20,9 @@ chmod 711 "$work"
 # receiver's batch insert) and a bare net/http server.
 go test -c -o "$work/postgres.test" ./internal/postgres
 go build -o "$work/bareserver" ./bench/bareserver
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 3999)
+# free_port prints a TCP port free on 127.0.0.1.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port 2>/dev/null || echo 3999)
 base="http://127.0.0.1:$port"
 
 # The limits stay on (every request is still counted in Redis), but high
@@ -210,7 +212,7 @@ printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s core
   "$svc_us" "$pg_us" "$gen_us" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
 
 # Ceiling: HTTP alone, a bare net/http server answering the same wrk load.
-bareport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bareport=$(free_port)
 "$work/bareserver" "127.0.0.1:$bareport" &
 bare=$!
 for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$bareport/" && break; sleep 0.05; done
