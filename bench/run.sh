@@ -20,6 +20,12 @@ chmod 711 "$work"
 # receiver's batch insert) and a bare net/http server.
 go test -c -o "$work/postgres.test" ./internal/postgres
 go build -o "$work/bareserver" ./bench/bareserver
+# batch_counts prints the receiver's webhooks committed, commits and
+# single-webhook commits so far (acmecrm_ingest_batch_rows on /metrics).
+batch_counts() {
+  curl -fs "$base/metrics" | awk '/^acmecrm_ingest_batch_rows_sum/{r=$2} /^acmecrm_ingest_batch_rows_count/{n=$2}
+    /^acmecrm_ingest_batch_rows_bucket\{le="1"\}/{s=$2} END{printf "%d %d %d\n", r, n, s}'
+}
 # free_port prints a TCP port free on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port 2>/dev/null || echo 3999)
@@ -109,16 +115,32 @@ baseline "baseline: 1 KB insert, 32" -f "$work/insert.sql" -c 32 -j 2 -M prepare
 # not run on the same two cores during what follows.
 psql -q "$pgurl" -c "DROP DATABASE bench" -c "CHECKPOINT" >/dev/null
 # Ceiling: the receiver's storage work alone. RecordEvents from two
-# writers in batches of twenty (the receiver's shape under the webhook
-# load below), realistic webhooks, same PostgreSQL, no HTTP; in its own
-# database, dropped afterwards.
+# writers in batches of 1, 5, 20 (the receiver's shape under the webhook
+# load below) and 50 realistic webhooks, same PostgreSQL, no HTTP; each in
+# its own database, dropped afterwards.
 redisurl=$(awk '$1=="redis"{u=$2} END{print u}' "$work/service.log")
 bench_out=$(TEST_POSTGRES_URL="$(sed 's|/acmecrm?|/postgres?|' <<<"$pgurl")" TEST_REDIS_URL="$redisurl" \
-  "$work/postgres.test" -test.run '^$' -test.bench '^BenchmarkRecordEvents$' -test.benchtime "${BENCH_STORAGE_BATCHES:-5000}x") ||
+  "$work/postgres.test" -test.run '^$' -test.bench '^BenchmarkRecordEvents$' -test.benchtime "${BENCH_STORAGE_WEBHOOKS:-60000}x") ||
   { echo "$bench_out" >&2; echo "bench: FAILED: BenchmarkRecordEvents" >&2; exit 1; }
-store_rate=$(awk '/^BenchmarkRecordEvents/{for (i = 2; i <= NF; i++) if ($i == "rows/s") print int($(i-1))}' <<<"$bench_out")
-store_us=$(awk '/^BenchmarkRecordEvents/{for (i = 2; i <= NF; i++) if ($i == "pg-µs/row") print int($(i-1) + 0.5)}' <<<"$bench_out")
+# storage SIZE FIELD: rows/s (FIELD rows/s) or µs of PostgreSQL CPU per
+# webhook (FIELD pg-µs/row) in batches of SIZE.
+storage() {
+  awk -v name="BenchmarkRecordEvents/batch=$1-" -v f="$2" 'index($1, name) == 1 {
+    for (i = 2; i <= NF; i++) if ($i == f) printf "%d", $(i-1) + 0.5 }' <<<"$bench_out"
+}
+store_rate=$(storage 20 rows/s); store_us=$(storage 20 pg-µs/row)
+for size in 1 5 20 50; do
+  [ -n "$(storage "$size" rows/s)" ] || { echo "$bench_out" >&2; echo "bench: FAILED: no figures for batches of $size" >&2; exit 1; }
+done
 printf '%-28s %10s rows/s    PostgreSQL %s µs CPU per webhook (RecordEvents, 2 writers × 20, no HTTP)\n' "ceiling: storage alone" "$store_rate" "$store_us"
+for size in 1 5 50; do
+  printf '%-28s %10s rows/s    PostgreSQL %s µs CPU per webhook\n' "  in batches of $size" "$(storage "$size" rows/s)" "$(storage "$size" pg-µs/row)"
+done
+# Per webhook = per row + per commit ÷ batch size; solved from the batches
+# of 1 and 50.
+read -r commit_us row_us < <(awk -v one="$(storage 1 pg-µs/row)" -v fifty="$(storage 50 pg-µs/row)" \
+  'BEGIN { f = (one - fifty) / (1 - 1 / 50); printf "%d %d\n", f + 0.5, one - f + 0.5 }')
+printf '%-28s PostgreSQL %s µs CPU per commit + %s µs per webhook (from the batches of 1 and 50)\n' "  cost model" "$commit_us" "$row_us"
 psql -q "$pgurl" -c "CHECKPOINT" >/dev/null
 
 scenario "GET /api/contacts/{id}" bench/get.lua "$base/api/contacts/$ID"
@@ -190,6 +212,7 @@ printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s sent, %s events co
 "$BIN" simulate --emit "$work/webhooks.tsv" --events "${BENCH_WEBHOOK_EVENTS:-500000}" --secret dev-only-webhook-secret
 settle "$work/webhooks.tsv"
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+batches_before=$(batch_counts)
 out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$WH_DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/webhooks.tsv" 2)
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 answered=$(awk '/requests in/{print $1}' <<<"$out")
@@ -210,6 +233,12 @@ rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 svc_us=$(cpu_us service "$rate"); pg_us=$(cpu_us postgres "$rate"); gen_us=$(cpu_us loadgen "$rate")
 printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
   "$svc_us" "$pg_us" "$gen_us" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+read -r batch_rows batch_count batch_single < <(batch_counts)
+read -r b_rows b_count b_single <<<"$batches_before"
+awk -v rows=$((batch_rows - b_rows)) -v n=$((batch_count - b_count)) -v single=$((batch_single - b_single)) \
+  -v commit="$commit_us" -v row="$row_us" 'BEGIN { if (n == 0) exit
+  printf "%-28s %.1f webhooks per commit on average, %d%% of commits hold one; the cost model gives PostgreSQL %d µs per webhook\n",
+    "  batches", rows / n, 100 * single / n, row + commit * n / rows + 0.5 }'
 
 # Ceiling: HTTP alone, a bare net/http server answering the same wrk load.
 bareport=$(free_port)

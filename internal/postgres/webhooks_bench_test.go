@@ -19,29 +19,34 @@ import (
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
-// The shape of the receiver's writes under load: two ingest writers
-// (INGEST_WRITERS' default), each committing batches of about twenty
-// webhooks (what 50 concurrent senders coalesce into).
-const (
-	benchWriters   = 2
-	benchBatchSize = 20
-)
+// The receiver's writers: two (INGEST_WRITERS' default) committing at once.
+const benchWriters = 2
 
 // BenchmarkRecordEvents is the receiver's storage work without HTTP:
 // realistic signed webhooks (as `acmecrm simulate --emit` writes them),
-// verified and parsed beforehand, stored by RecordEvents from two writers
-// in batches of twenty. It reports rows/s and, when the server runs on this
-// machine, PostgreSQL's CPU time per stored webhook (all of its processes:
-// backends, WAL writer, checkpointer), which `make bench` prints as the
-// database's share of the cost of a webhook. `make bench` runs it against
-// the durable local server (fsync and synchronous_commit on); the servers
-// `acmecrm stack` starts for tests run without fsync, and their figures say
-// nothing about a durable commit.
+// verified and parsed beforehand, stored by RecordEvents from two writers,
+// in batches of 1, 5, 20 (what 50 concurrent senders coalesce into) and 50
+// webhooks; b.N counts webhooks. It reports rows/s and, when the server
+// runs on this machine, PostgreSQL's CPU time per stored webhook (all of
+// its processes: backends, WAL writer, checkpointer), which `make bench`
+// prints as the database's share of the cost of a webhook. Across the
+// batch sizes the figures show what coalescing buys: each commit has a
+// fixed cost (a WAL flush, statement start, locks, a round trip) that a
+// batch shares among its webhooks. `make bench` runs it against the durable
+// local server (fsync and synchronous_commit on); the servers `acmecrm
+// stack` starts for tests run without fsync, and their figures say nothing
+// about a durable commit.
 func BenchmarkRecordEvents(b *testing.B) {
+	for _, size := range []int{1, 5, 20, 50} {
+		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) { benchRecordEvents(b, size) })
+	}
+}
+
+func benchRecordEvents(b *testing.B, size int) {
 	ctx := context.Background()
 	pool := infratest.Pool(b)
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
-	batches := benchBatches(b, b.N)
+	batches := benchBatches(b, b.N, size)
 	var dataDir string
 	_ = pool.QueryRow(ctx, "SHOW data_directory").Scan(&dataDir)
 	cpu0, cpuOK := serverCPU(dataDir)
@@ -83,26 +88,28 @@ func BenchmarkRecordEvents(b *testing.B) {
 	for err := range errs {
 		b.Fatal(err)
 	}
-	rows := float64(len(batches) * benchBatchSize)
+	rows := float64(b.N)
 	b.ReportMetric(rows/elapsed.Seconds(), "rows/s")
 	if cpu1, ok := serverCPU(dataDir); ok && cpuOK {
 		b.ReportMetric(float64((cpu1-cpu0).Microseconds())/rows, "pg-µs/row")
 	}
 }
 
-// benchBatches returns n batches of fresh, parsed webhooks.
-func benchBatches(b *testing.B, n int) [][]postgres.IncomingEvent {
+// benchBatches returns n fresh, parsed webhooks in batches of size (the
+// last one smaller when size does not divide n).
+func benchBatches(b *testing.B, n, size int) [][]postgres.IncomingEvent {
 	b.Helper()
 	var buf bytes.Buffer
-	if err := simulator.Emit(&buf, simulator.EmitOptions{Key: []byte("bench-secret"), Events: n * benchBatchSize, MaxUpdates: 3, DeleteRatio: 0.1}); err != nil {
+	if err := simulator.Emit(&buf, simulator.EmitOptions{Key: []byte("bench-secret"), Events: n, MaxUpdates: 3, DeleteRatio: 0.1}); err != nil {
 		b.Fatal(err)
 	}
 	parser, err := webhook.NewParser()
 	if err != nil {
 		b.Fatal(err)
 	}
-	batches := make([][]postgres.IncomingEvent, 0, n)
-	batch := make([]postgres.IncomingEvent, 0, benchBatchSize)
+	batches := make([][]postgres.IncomingEvent, 0, (n+size-1)/size)
+	batch := make([]postgres.IncomingEvent, 0, size)
+	stored := 0
 	received := time.Now()
 	for line := range strings.Lines(buf.String()) {
 		header, body, err := simulator.ReadEmitted(line)
@@ -118,13 +125,18 @@ func benchBatches(b *testing.B, n int) [][]postgres.IncomingEvent {
 			b.Fatal(err)
 		}
 		batch = append(batch, postgres.IncomingEvent{Event: ev, Scheme: "acme", SecretID: "current", Headers: headers, RawBody: body})
-		if len(batch) == benchBatchSize {
+		if len(batch) == size {
 			batches = append(batches, batch)
-			batch = make([]postgres.IncomingEvent, 0, benchBatchSize)
+			stored += len(batch)
+			batch = make([]postgres.IncomingEvent, 0, size)
 		}
 	}
-	if len(batches) != n {
-		b.Fatalf("prepared %d batches, want %d", len(batches), n)
+	if len(batch) > 0 {
+		batches = append(batches, batch)
+		stored += len(batch)
+	}
+	if stored != n {
+		b.Fatalf("prepared %d webhooks, want %d", stored, n)
 	}
 	return batches
 }
