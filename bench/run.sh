@@ -240,6 +240,30 @@ awk -v rows=$((batch_rows - b_rows)) -v n=$((batch_count - b_count)) -v single=$
   printf "%-28s %.1f webhooks per commit on average, %d%% of commits hold one; the cost model gives PostgreSQL %d µs per webhook\n",
     "  batches", rows / n, 100 * single / n, row + commit * n / rows + 0.5 }'
 
+# Ceiling: the receiver with nothing new to store. wrk replays a small file
+# of webhooks that an earlier pass stored, so that every request is a
+# re-delivery (202 duplicate): everything the receiver does for a webhook
+# (verify, parse, coalesce, one INSERT … ON CONFLICT per batch, answer after
+# the commit) except writing rows and flushing them. It is also the rate at
+# which the receiver absorbs a CRM re-sending its backlog.
+"$BIN" simulate --emit "$work/redeliver.tsv" --events 20000 --secret dev-only-webhook-secret
+before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+for _ in 1 2 3 4 5; do
+  wrk -t2 -c"$CONNS" -d3s -s bench/webhooks.lua "$base/api/webhooks" -- "$work/redeliver.tsv" 2 >/dev/null
+  [ "$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")" -ge "$((before + 20000))" ] && break
+done
+settle "$work/redeliver.tsv"
+before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/redeliver.tsv" 2)
+after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+rm -f "$work/redeliver.tsv"
+rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s answered, %s new events)\n' "ceiling: re-deliveries" \
+  "$rate" "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
+  "$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)" "$(awk '/requests in/{print $1}' <<<"$out")" "$((after - before))"
+printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
+  "$(cpu_us service "$rate")" "$(cpu_us postgres "$rate")" "$(cpu_us loadgen "$rate")" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+
 # Ceiling: HTTP alone, a bare net/http server answering the same wrk load.
 bareport=$(free_port)
 "$work/bareserver" "127.0.0.1:$bareport" &
