@@ -26,6 +26,20 @@ batch_counts() {
   curl -fs "$base/metrics" | awk '/^acmecrm_ingest_batch_rows_sum/{r=$2} /^acmecrm_ingest_batch_rows_count/{n=$2}
     /^acmecrm_ingest_batch_rows_bucket\{le="1"\}/{s=$2} END{printf "%d %d %d\n", r, n, s}'
 }
+# batch_line BEFORE [model]: the receiver's batches since batch_counts
+# printed BEFORE: webhooks per commit and the share of single-webhook
+# commits; with "model", also what the storage cost model (below) gives
+# PostgreSQL per webhook for those batches.
+batch_line() {
+  local rows count single b_rows b_count b_single
+  read -r rows count single < <(batch_counts)
+  read -r b_rows b_count b_single <<<"$1"
+  awk -v rows=$((rows - b_rows)) -v n=$((count - b_count)) -v single=$((single - b_single)) \
+    -v model="${2:-}" -v commit="$commit_us" -v row="$row_us" 'BEGIN { if (n == 0) exit
+    printf "%-28s %.1f webhooks per commit on average, %d%% of commits hold one", "  batches", rows / n, 100 * single / n
+    if (model != "") printf "; the cost model gives PostgreSQL %d µs per webhook", row + commit * n / rows + 0.5
+    printf "\n" }'
+}
 # free_port prints a TCP port free on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port 2>/dev/null || echo 3999)
@@ -233,12 +247,7 @@ rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 svc_us=$(cpu_us service "$rate"); pg_us=$(cpu_us postgres "$rate"); gen_us=$(cpu_us loadgen "$rate")
 printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
   "$svc_us" "$pg_us" "$gen_us" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
-read -r batch_rows batch_count batch_single < <(batch_counts)
-read -r b_rows b_count b_single <<<"$batches_before"
-awk -v rows=$((batch_rows - b_rows)) -v n=$((batch_count - b_count)) -v single=$((batch_single - b_single)) \
-  -v commit="$commit_us" -v row="$row_us" 'BEGIN { if (n == 0) exit
-  printf "%-28s %.1f webhooks per commit on average, %d%% of commits hold one; the cost model gives PostgreSQL %d µs per webhook\n",
-    "  batches", rows / n, 100 * single / n, row + commit * n / rows + 0.5 }'
+batch_line "$batches_before" model
 
 # Ceiling: the receiver with nothing new to store. wrk replays a small file
 # of webhooks that an earlier pass stored, so that every request is a
@@ -254,6 +263,7 @@ for _ in 1 2 3 4 5; do
 done
 settle "$work/redeliver.tsv"
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
+batches_before=$(batch_counts)
 out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/redeliver.tsv" 2)
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 rm -f "$work/redeliver.tsv"
@@ -263,6 +273,7 @@ printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s answered, %s new e
   "$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)" "$(awk '/requests in/{print $1}' <<<"$out")" "$((after - before))"
 printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
   "$(cpu_us service "$rate")" "$(cpu_us postgres "$rate")" "$(cpu_us loadgen "$rate")" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+batch_line "$batches_before"
 
 # Ceiling: HTTP alone, a bare net/http server answering the same wrk load.
 bareport=$(free_port)
