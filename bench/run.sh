@@ -26,19 +26,28 @@ batch_counts() {
   curl -fs "$base/metrics" | awk '/^acmecrm_ingest_batch_rows_sum/{r=$2} /^acmecrm_ingest_batch_rows_count/{n=$2}
     /^acmecrm_ingest_batch_rows_bucket\{le="1"\}/{s=$2} END{printf "%d %d %d\n", r, n, s}'
 }
-# batch_line BEFORE [model]: the receiver's batches since batch_counts
-# printed BEFORE: webhooks per commit and the share of single-webhook
-# commits; with "model", also what the storage cost model (below) gives
-# PostgreSQL per webhook for those batches.
+# batch_line BEFORE AFTER [model]: the receiver's batches between two
+# batch_counts: webhooks per commit and the share of single-webhook commits;
+# with "model", also what the storage cost model (below) gives PostgreSQL
+# per webhook for those batches (model_us).
 batch_line() {
   local rows count single b_rows b_count b_single
-  read -r rows count single < <(batch_counts)
+  read -r rows count single <<<"$2"
   read -r b_rows b_count b_single <<<"$1"
   awk -v rows=$((rows - b_rows)) -v n=$((count - b_count)) -v single=$((single - b_single)) \
-    -v model="${2:-}" -v commit="$commit_us" -v row="$row_us" 'BEGIN { if (n == 0) exit
+    -v model="${3:+$(model_us "$1" "$2")}" 'BEGIN { if (n == 0) exit
     printf "%-28s %.1f webhooks per commit on average, %d%% of commits hold one", "  batches", rows / n, 100 * single / n
-    if (model != "") printf "; the cost model gives PostgreSQL %d µs per webhook", row + commit * n / rows + 0.5
+    if (model != "") printf "; the cost model gives PostgreSQL %d µs per webhook", model
     printf "\n" }'
+}
+# model_us BEFORE AFTER: PostgreSQL's CPU per webhook for the receiver's
+# batches between two batch_counts, by the storage cost model.
+model_us() {
+  local rows count b_rows b_count
+  read -r rows count _ <<<"$2"
+  read -r b_rows b_count _ <<<"$1"
+  awk -v rows=$((rows - b_rows)) -v n=$((count - b_count)) -v commit="$commit_us" -v row="$row_us" \
+    'BEGIN { if (rows > 0) printf "%d", row + commit * n / rows + 0.5 }'
 }
 # free_port prints a TCP port free on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -247,7 +256,10 @@ rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 svc_us=$(cpu_us service "$rate"); pg_us=$(cpu_us postgres "$rate"); gen_us=$(cpu_us loadgen "$rate")
 printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
   "$svc_us" "$pg_us" "$gen_us" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
-batch_line "$batches_before" model
+batches_after=$(batch_counts)
+batch_line "$batches_before" "$batches_after" model
+recv_rate=$rate
+recv_pg_us=$(model_us "$batches_before" "$batches_after")
 
 # Ceiling: the receiver with nothing new to store. wrk replays a small file
 # of webhooks that an earlier pass stored, so that every request is a
@@ -273,21 +285,40 @@ printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s answered, %s new e
   "$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)" "$(awk '/requests in/{print $1}' <<<"$out")" "$((after - before))"
 printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
   "$(cpu_us service "$rate")" "$(cpu_us postgres "$rate")" "$(cpu_us loadgen "$rate")" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
-batch_line "$batches_before"
+batch_line "$batches_before" "$(batch_counts)"
 
-# Ceiling: HTTP alone, a bare net/http server answering the same wrk load.
-bareport=$(free_port)
-"$work/bareserver" "127.0.0.1:$bareport" &
-bare=$!
-for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$bareport/" && break; sleep 0.05; done
-out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"${DURATION}" -s bench/webhooks.lua "http://127.0.0.1:$bareport/api/webhooks" -- "$work/webhooks.tsv" 2)
-kill "$bare"; wait "$bare" 2>/dev/null || true
-bare=
-rm -f "$work/webhooks.tsv"
-rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
-bare_us=$(cpu_us bareserver "$rate"); bare_gen_us=$(cpu_us loadgen "$rate")
-printf '%-28s %10s req/s     server %s µs, wrk %s µs CPU per request (net/http answering 202, nothing else)\n' "ceiling: bare net/http" "$rate" "$bare_us" "$bare_gen_us"
+# Ceilings: HTTP alone, a bare net/http server answering the same wrk load;
+# then the same server with its answers waiting for a shared commit as long
+# as the receiver's waited. Its two committers sleep WAIT per batch and a
+# request waits about two of them, so WAIT is half the receiver's mean
+# latency under wrk (connections ÷ rate, the load being closed-loop).
+# bare_run [WAIT] sets bare_rate, bare_us, bare_gen_us and bare_idle.
+bare_run() {
+  local bareport out
+  bareport=$(free_port)
+  "$work/bareserver" "127.0.0.1:$bareport" "$@" &
+  bare=$!
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$bareport/" && break; sleep 0.05; done
+  out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"${DURATION}" -s bench/webhooks.lua "http://127.0.0.1:$bareport/api/webhooks" -- "$work/webhooks.tsv" 2)
+  kill "$bare"; wait "$bare" 2>/dev/null || true
+  bare=
+  bare_rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  bare_us=$(cpu_us bareserver "$bare_rate"); bare_gen_us=$(cpu_us loadgen "$bare_rate")
+  bare_idle=$(awk '$1=="idle"{print $2}' "$work/cpu")
+}
+bare_run
+printf '%-28s %10s req/s     server %s µs, wrk %s µs CPU per request (net/http answering 202, nothing else)\n' "ceiling: bare net/http" "$bare_rate" "$bare_us" "$bare_gen_us"
 cores=$(nproc)
 awk -v c="$cores" -v pg="$store_us" -v http="$bare_us" -v gen="$bare_gen_us" 'BEGIN{
   printf "%-28s %10d webhooks/s = %d cores ÷ (%d + %d + %d) µs, if verifying, parsing, batching and scheduling cost nothing\n",
     "bound on this machine", c * 1e6 / (pg + http + gen), c, pg, http, gen}'
+recv_ms=$(awk -v c="$CONNS" -v r="$recv_rate" 'BEGIN{printf "%.2f", c * 1000 / r}')
+wait_us=$(awk -v ms="$recv_ms" 'BEGIN{printf "%d", ms * 500}')
+bare_run "${wait_us}us"
+rm -f "$work/webhooks.tsv"
+printf '%-28s %10s req/s     server %s µs, wrk %s µs CPU per request, %s cores idle (answers after a shared %d µs sleep: %s ms on average, the receiver'"'"'s %s ms)\n' \
+  "ceiling: bare, waiting" "$bare_rate" "$bare_us" "$bare_gen_us" "$bare_idle" "$wait_us" \
+  "$(awk -v c="$CONNS" -v r="$bare_rate" 'BEGIN{printf "%.2f", c * 1000 / r}')" "$recv_ms"
+awk -v c="$cores" -v pg="$recv_pg_us" -v http="$bare_us" -v gen="$bare_gen_us" 'BEGIN{
+  printf "%-28s %10d webhooks/s = %d cores ÷ (%d + %d + %d) µs: storage at the receiver'"'"'s batch sizes and HTTP with its waiting, nothing verified or parsed, no core idle\n",
+    "estimate with that waiting", c * 1e6 / (pg + http + gen), c, pg, http, gen}'
