@@ -252,10 +252,13 @@ fi
 # cpu_us GROUP RATE: the CPU time per request of each group of processes
 # during the last bench/cpu.py run, in µs (cores ÷ rate).
 cpu_us() { awk -v g="$1" -v r="$2" '$1==g{printf "%.0f", $2 * 1e6 / r}' "$work/cpu"; }
+# cpu_line RATE: the receiver's line of CPU per webhook for that run.
+cpu_line() {
+  printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
+    "$(cpu_us service "$1")" "$(cpu_us postgres "$1")" "$(cpu_us loadgen "$1")" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+}
 rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
-svc_us=$(cpu_us service "$rate"); pg_us=$(cpu_us postgres "$rate"); gen_us=$(cpu_us loadgen "$rate")
-printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
-  "$svc_us" "$pg_us" "$gen_us" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+cpu_line "$rate"
 batches_after=$(batch_counts)
 batch_line "$batches_before" "$batches_after" model
 recv_rate=$rate
@@ -283,8 +286,7 @@ rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s answered, %s new events)\n' "ceiling: re-deliveries" \
   "$rate" "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
   "$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)" "$(awk '/requests in/{print $1}' <<<"$out")" "$((after - before))"
-printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
-  "$(cpu_us service "$rate")" "$(cpu_us postgres "$rate")" "$(cpu_us loadgen "$rate")" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
+cpu_line "$rate"
 batch_line "$batches_before" "$(batch_counts)"
 
 # Ceilings: HTTP alone, a bare net/http server answering the same wrk load;
