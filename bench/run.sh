@@ -124,11 +124,22 @@ pgb() { pgbench -h "$pghost" -p "$pgport" -U postgres "$@" 2>/dev/null; }
 pgb -i -q -s 10 bench >/dev/null 2>&1
 psql -q "postgres://postgres@/bench?host=$pghost&port=$pgport" -c "CREATE TABLE rows1k (id bigserial PRIMARY KEY, payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())" >/dev/null
 echo "INSERT INTO rows1k (payload) VALUES (repeat('x', 1000));" >"$work/insert.sql"
+# wal_flushes prints how many times PostgreSQL has flushed its WAL to disk
+# (fdatasync) since the server started, in all processes.
+wal_flushes() { psql -qtA "$pgurl" -c "SELECT wal_sync FROM pg_stat_wal"; }
 baseline() {
   local name=$1; shift
-  local tps
-  tps=$(pgb -n -T "${DURATION%s}" "$@" bench | awk '/^tps/{print int($3)}')
-  printf '%-28s %10s tx/s    (pgbench %s)\n' "$name" "$tps" "$*"
+  local out tps txs flushes
+  flushes=$(wal_flushes)
+  out=$(pgb -n -T "${DURATION%s}" "$@" bench)
+  flushes=$(($(wal_flushes) - flushes))
+  tps=$(awk '/^tps/{print int($3)}' <<<"$out")
+  txs=$(sed -n 's/.*actually processed: \([0-9]*\).*/\1/p' <<<"$out")
+  printf '%-28s %10s tx/s    (pgbench %s)' "$name" "$tps" "$*"
+  # A writing baseline also tells how many commits shared a WAL flush
+  # (PostgreSQL's own group commit).
+  [ "$flushes" -lt 100 ] || awk -v t="$txs" -v f="$flushes" 'BEGIN{printf "; %.1f commits per WAL flush", t / f}'
+  printf '\n'
 }
 baseline "baseline: PK select" -S -c "$CONNS" -j 2 -M prepared
 baseline "baseline: 1 KB insert, 8" -f "$work/insert.sql" -c 8 -j 2 -M prepared
@@ -137,6 +148,12 @@ baseline "baseline: 1 KB insert, 32" -f "$work/insert.sql" -c 32 -j 2 -M prepare
 # their dirty pages out now, so that their vacuum and checkpoint work does
 # not run on the same two cores during what follows.
 psql -q "$pgurl" -c "DROP DATABASE bench" -c "CHECKPOINT" >/dev/null
+# The disk's flush rate alone: one 8 kB write and fdatasync at a time, the
+# bound of one commit per flush (pg_test_fsync, same filesystem as the data).
+fsync_rate=$("$(compgen -G '/usr/lib/postgresql/*/bin/pg_test_fsync' | sort -V | tail -1)" -s 1 -f "$work/fsync.test" |
+  awk '$1 == "fdatasync" && $3 == "ops/sec" {print int($2); exit}')
+rm -f "$work/fsync.test"
+printf '%-28s %10s flushes/s (pg_test_fsync: one 8 kB write + fdatasync at a time, nothing else)\n' "baseline: disk flush" "$fsync_rate"
 # Ceiling: the receiver's storage work alone. RecordEvents from two
 # writers in batches of 1, 5, 20 (the receiver's shape under the webhook
 # load below) and 50 realistic webhooks, same PostgreSQL, no HTTP; each in
@@ -236,7 +253,9 @@ printf '%-28s %10s req/s   p50 %-9s p99 %-9s non-2xx %s   (%s sent, %s events co
 settle "$work/webhooks.tsv"
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 batches_before=$(batch_counts)
+flushes=$(wal_flushes)
 out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$WH_DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/webhooks.tsv" 2)
+flushes=$(($(wal_flushes) - flushes))
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 answered=$(awk '/requests in/{print $1}' <<<"$out")
 refused=$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)
@@ -261,6 +280,8 @@ rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
 cpu_line "$rate"
 batches_after=$(batch_counts)
 batch_line "$batches_before" "$batches_after" model
+awk -v n="$((after - before))" -v f="$flushes" -v d="${WH_DURATION%s}" -v disk="$fsync_rate" 'BEGIN { if (f == 0) exit
+  printf "%-28s %d WAL flushes/s, %.1f webhooks per flush (the disk alone: %d flushes/s)\n", "  flushes", f / d, n / f, disk }'
 recv_rate=$rate
 recv_pg_us=$(model_us "$batches_before" "$batches_after")
 
