@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """make bench's CPU accounting: runs a command and prints, after its own
 output, the CPU (user + system) each group of processes used while it ran,
-in cores: the service (acmecrm), PostgreSQL, the load generator (wrk or
-acmecrm simulate), the bare HTTP server, everything else, and what stayed
+in cores: the service (acmecrm), PostgreSQL, the load generator (wrk,
+pgbench or acmecrm simulate), the bare HTTP server, everything else, and what stayed
 idle. Read from /proc; Linux only.
 
     bench/cpu.py OUT -- COMMAND [ARGS...]   (OUT gets "group cores" lines)
@@ -19,7 +19,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 def group(comm, cmdline):
     if comm.startswith("postgres"):
         return "postgres"
-    if comm == "wrk" or " simulate " in cmdline:
+    if comm in ("wrk", "pgbench") or " simulate " in cmdline:
         return "loadgen"
     if comm == "bareserver":
         return "bareserver"
@@ -42,7 +42,14 @@ def snapshot():
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
-        ticks[pid] = (group(comm, cmdline), int(fields[11]) + int(fields[12]))
+        t = int(fields[11]) + int(fields[12])
+        # A process's CPU includes what its ended children used (PostgreSQL
+        # backends of connections that closed meanwhile end up in the
+        # postmaster's), except for this script's own: the command's
+        # comes from its rusage below.
+        if int(pid) != os.getpid():
+            t += int(fields[13]) + int(fields[14])
+        ticks[pid] = (group(comm, cmdline), t)
     return ticks
 
 
@@ -61,10 +68,20 @@ def main():
         return (r.ru_utime + r.ru_stime) * HZ
     before, idle0, own0, t0 = snapshot(), idle_ticks(), children(), time.monotonic()
     rc = subprocess.call(cmd)
-    after, idle1, own1, elapsed = snapshot(), idle_ticks(), children(), time.monotonic() - t0
+    idle1, own1, elapsed = idle_ticks(), children(), time.monotonic() - t0
+    # Processes that end with the command (PostgreSQL's backends of its
+    # connections) take a moment to exit and be reaped into their parent's
+    # CPU: wait for that before reading the processes' CPU.
+    time.sleep(0.5)
+    after = snapshot()
     used = {}
     for pid, (g, t) in after.items():
         used[g] = used.get(g, 0) + t - before.get(pid, (g, 0))[1]
+    # A process that ended meanwhile: all its CPU is now in its parent's,
+    # counted above; what it had used before is not part of the interval.
+    for pid, (g, t) in before.items():
+        if pid not in after:
+            used[g] = used.get(g, 0) - t
     # The command itself has ended: its CPU comes from the rusage of
     # waited-for children.
     own = group(os.path.basename(cmd[0]), " " + " ".join(cmd) + " ")

@@ -49,6 +49,9 @@ model_us() {
   awk -v rows=$((rows - b_rows)) -v n=$((count - b_count)) -v commit="$commit_us" -v row="$row_us" \
     'BEGIN { if (rows > 0) printf "%d", row + commit * n / rows + 0.5 }'
 }
+# cpu_us GROUP RATE: the CPU time per request of each group of processes
+# during the last bench/cpu.py run, in µs (cores ÷ rate).
+cpu_us() { awk -v g="$1" -v r="$2" '$1==g{printf "%.0f", $2 * 1e6 / r}' "$work/cpu"; }
 # free_port prints a TCP port free on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port 2>/dev/null || echo 3999)
@@ -120,7 +123,8 @@ settle() { psql -q "$pgurl" -c "CHECKPOINT" >/dev/null; [ $# -eq 0 ] || sync "$@
 # does for the same shape of work (pgbench over the same Unix socket).
 pghost=$(sed -n 's/.*host=\([^&]*\).*/\1/p' <<<"$pgurl"); pgport=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$pgurl")
 psql -q "$pgurl" -c "DROP DATABASE IF EXISTS bench" -c "CREATE DATABASE bench" >/dev/null 2>&1
-pgb() { pgbench -h "$pghost" -p "$pgport" -U postgres "$@" 2>/dev/null; }
+pgargs=(-h "$pghost" -p "$pgport" -U postgres)
+pgb() { pgbench "${pgargs[@]}" "$@" 2>/dev/null; }
 pgb -i -q -s 10 bench >/dev/null 2>&1
 psql -q "postgres://postgres@/bench?host=$pghost&port=$pgport" -c "CREATE TABLE rows1k (id bigserial PRIMARY KEY, payload text NOT NULL, created_at timestamptz NOT NULL DEFAULT now())" >/dev/null
 echo "INSERT INTO rows1k (payload) VALUES (repeat('x', 1000));" >"$work/insert.sql"
@@ -131,13 +135,15 @@ baseline() {
   local name=$1; shift
   local out tps txs flushes
   flushes=$(wal_flushes)
-  out=$(pgb -n -T "${DURATION%s}" "$@" bench)
+  out=$(bench/cpu.py "$work/cpu" -- pgbench "${pgargs[@]}" -n -T "${DURATION%s}" "$@" bench 2>/dev/null)
   flushes=$(($(wal_flushes) - flushes))
   tps=$(awk '/^tps/{print int($3)}' <<<"$out")
   txs=$(sed -n 's/.*actually processed: \([0-9]*\).*/\1/p' <<<"$out")
-  printf '%-28s %10s tx/s    (pgbench %s)' "$name" "$tps" "$*"
-  # A writing baseline also tells how many commits shared a WAL flush
-  # (PostgreSQL's own group commit).
+  printf '%-28s %10s tx/s    (pgbench %s)\n' "$name" "$tps" "$*"
+  # What a transaction costs the machine; for a writing baseline, also how
+  # many commits shared a WAL flush (PostgreSQL's own group commit).
+  printf '%-28s PostgreSQL %s µs, pgbench %s µs per transaction; %s cores idle' "  CPU" \
+    "$(cpu_us postgres "$tps")" "$(cpu_us loadgen "$tps")" "$(awk '$1=="idle"{print $2}' "$work/cpu")"
   [ "$flushes" -lt 100 ] || awk -v t="$txs" -v f="$flushes" 'BEGIN{printf "; %.1f commits per WAL flush", t / f}'
   printf '\n'
 }
@@ -268,9 +274,6 @@ if [ "$((after - before))" -lt "$((answered - refused))" ]; then
   echo "bench: FAILED: fewer webhooks committed than accepted" >&2
   exit 1
 fi
-# cpu_us GROUP RATE: the CPU time per request of each group of processes
-# during the last bench/cpu.py run, in µs (cores ÷ rate).
-cpu_us() { awk -v g="$1" -v r="$2" '$1==g{printf "%.0f", $2 * 1e6 / r}' "$work/cpu"; }
 # cpu_line RATE: the receiver's line of CPU per webhook for that run.
 cpu_line() {
   printf '%-28s service %s µs, PostgreSQL %s µs, wrk %s µs per webhook; %s cores idle\n' "  CPU" \
