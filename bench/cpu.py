@@ -2,8 +2,8 @@
 """make bench's CPU accounting: runs a command and prints, after its own
 output, the CPU (user + system) each group of processes used while it ran,
 in cores: the service (acmecrm), PostgreSQL, the load generator (wrk,
-pgbench or acmecrm simulate), the bare HTTP server, everything else, and what stayed
-idle. Read from /proc; Linux only.
+pgbench or acmecrm simulate), the bare HTTP server, everything else, and
+what stayed idle. Read from /proc; Linux only.
 
     bench/cpu.py OUT -- COMMAND [ARGS...]   (OUT gets "group cores" lines)
 """
