@@ -5,7 +5,11 @@ in cores: the service (acmecrm), PostgreSQL, the load generator (wrk,
 pgbench or acmecrm simulate), the bare HTTP server, everything else, and
 what stayed idle. Read from /proc; Linux only.
 
-    bench/cpu.py OUT -- COMMAND [ARGS...]   (OUT gets "group cores" lines)
+    bench/cpu.py OUT [--from FILE] -- COMMAND [ARGS...]
+
+OUT gets "group cores" lines. With --from, the interval starts when FILE
+appears (bench/webhooks.lua creates it when wrk starts sending), not when
+the command starts.
 """
 import os
 import resource
@@ -60,14 +64,27 @@ def idle_ticks():
 
 
 def main():
-    out, sep, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
-    if sep != "--" or not cmd:
+    out, args, start_file = sys.argv[1], sys.argv[2:], None
+    if args[:1] == ["--from"] and len(args) > 1:
+        start_file, args = args[1], args[2:]
+    sep, cmd = args[:1], args[1:]
+    if sep != ["--"] or not cmd:
         sys.exit(__doc__)
     def children():
         r = resource.getrusage(resource.RUSAGE_CHILDREN)
         return (r.ru_utime + r.ru_stime) * HZ
+    if start_file is not None and os.path.exists(start_file):
+        os.remove(start_file)  # left by an earlier run
+    proc = subprocess.Popen(cmd)
+    if start_file is not None:
+        while not os.path.exists(start_file) and proc.poll() is None:
+            time.sleep(0.001)
+        if proc.poll() is not None:
+            sys.exit(f"cpu.py: {cmd[0]} ended before {start_file} appeared")
+    # The command's CPU before the interval is in its /proc entry now, and
+    # is subtracted below once the command has ended.
     before, idle0, own0, t0 = snapshot(), idle_ticks(), children(), time.monotonic()
-    rc = subprocess.call(cmd)
+    rc = proc.wait()
     idle1, own1, elapsed = idle_ticks(), children(), time.monotonic() - t0
     # Processes that end with the command (PostgreSQL's backends of its
     # connections) take a moment to exit and be reaped into their parent's

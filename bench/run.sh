@@ -52,6 +52,17 @@ model_us() {
 # cpu_us GROUP RATE: the CPU time per request of each group of processes
 # during the last bench/cpu.py run, in µs (cores ÷ rate).
 cpu_us() { awk -v g="$1" -v r="$2" '$1==g{printf "%.0f", $2 * 1e6 / r}' "$work/cpu"; }
+# wrk_webhooks URL FILE DURATION: wrk replays FILE's signed webhooks to URL
+# (bench/webhooks.lua) under bench/cpu.py. The script holds every thread
+# until the last one has read its share of FILE, and the CPU is counted
+# from then on (FILE.start), so the rate and the CPU cover the same time.
+wrk_webhooks() {
+  local rc=0
+  bench/cpu.py "$work/cpu" --from "$2.start" -- \
+    wrk -t2 -c"$CONNS" -d"$3" --latency -s bench/webhooks.lua "$1" -- "$2" 2 || rc=$?
+  rm -f "$2.start"
+  return "$rc"
+}
 # free_port prints a TCP port free on 127.0.0.1.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port 2>/dev/null || echo 3999)
@@ -260,7 +271,7 @@ settle "$work/webhooks.tsv"
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 batches_before=$(batch_counts)
 flushes=$(wal_flushes)
-out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$WH_DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/webhooks.tsv" 2)
+out=$(wrk_webhooks "$base/api/webhooks" "$work/webhooks.tsv" "$WH_DURATION")
 flushes=$(($(wal_flushes) - flushes))
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 answered=$(awk '/requests in/{print $1}' <<<"$out")
@@ -303,7 +314,7 @@ done
 settle "$work/redeliver.tsv"
 before=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 batches_before=$(batch_counts)
-out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s bench/webhooks.lua "$base/api/webhooks" -- "$work/redeliver.tsv" 2)
+out=$(wrk_webhooks "$base/api/webhooks" "$work/redeliver.tsv" "$DURATION")
 after=$(psql -qtA "$pgurl" -c "SELECT count(*) FROM webhook_events")
 rm -f "$work/redeliver.tsv"
 rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
@@ -325,7 +336,7 @@ bare_run() {
   "$work/bareserver" "127.0.0.1:$bareport" "$@" &
   bare=$!
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$bareport/" && break; sleep 0.05; done
-  out=$(bench/cpu.py "$work/cpu" -- wrk -t2 -c"$CONNS" -d"${DURATION}" -s bench/webhooks.lua "http://127.0.0.1:$bareport/api/webhooks" -- "$work/webhooks.tsv" 2)
+  out=$(wrk_webhooks "http://127.0.0.1:$bareport/api/webhooks" "$work/webhooks.tsv" "$DURATION")
   kill "$bare"; wait "$bare" 2>/dev/null || true
   bare=
   bare_rate=$(awk '/Requests\/sec/{print $2}' <<<"$out")
