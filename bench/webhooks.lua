@@ -18,6 +18,7 @@ ffi.cdef("int usleep(unsigned int usec);")
 local requests, next_request = {}, 0
 local threads_created = 0
 local started = false
+local marker -- FILE.start
 
 function setup(thread)
   thread:set("thread_no", threads_created)
