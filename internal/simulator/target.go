@@ -72,8 +72,23 @@ func parseTargetURL(s string) (*url.URL, error) {
 		return nil, errors.New("must not carry credentials")
 	case u.Fragment != "" || u.Opaque != "":
 		return nil, errors.New("must not have a fragment")
+	case hasDotSegment(u.Path):
+		return nil, errors.New(`must not have "." or ".." path segments`)
 	}
 	return u, nil
+}
+
+// hasDotSegment reports whether a decoded path has a "." or ".." segment,
+// counting a backslash as a separator as some servers do. The prefix check
+// compares strings, so "/in/../admin" starts with an allowed "/in/" but
+// reaches "/admin" on a server that resolves dot segments.
+func hasDotSegment(path string) bool {
+	for _, seg := range strings.FieldsFunc(path, func(r rune) bool { return r == '/' || r == '\\' }) {
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 // normalURL is the form prefixes are compared in: lower-case scheme and

@@ -31,6 +31,15 @@ func TestTargetPrefixes(t *testing.T) {
 		{"http://10.0.0.1/api/webhooks", false},
 		{"/api/webhooks", false},
 		{"", false},
+		// Dot segments climb out of an allowed path on the target's server,
+		// written plainly, percent-encoded or with backslashes.
+		{"https://hooks.example.com/in/../admin", false},
+		{"https://hooks.example.com/in/./x/../../admin", false},
+		{"https://hooks.example.com/in/%2e%2e/admin", false},
+		{"https://hooks.example.com/in/%2E%2e%2Fadmin", false},
+		{"https://hooks.example.com/in/..%5cadmin", false},
+		{"http://127.0.0.1:3000/api/webhooks/../../metrics", false},
+		{"https://hooks.example.com/in/..x/a.b/...", true}, // names, not dot segments
 	} {
 		_, err := targets.Check(tc.url)
 		if (err == nil) != tc.ok {
@@ -39,6 +48,9 @@ func TestTargetPrefixes(t *testing.T) {
 	}
 	if _, err := ParseTargets(" , "); err == nil {
 		t.Error("an empty list must be refused")
+	}
+	if _, err := ParseTargets("https://hooks.example.com/in/../"); err == nil {
+		t.Error("a prefix with a dot segment must be refused")
 	}
 	if _, err := ParseTargets("gopher://x"); err == nil {
 		t.Error("a non-http prefix must be refused")
