@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -153,7 +154,13 @@ func (f *ContactFields) Validate(p *Problems, prefix string, allowDeleted bool) 
 		switch v := v.(type) {
 		case string:
 			text(path, v, 0, maxCustomText)
-		case bool, float64, json.Number:
+		case json.Number:
+			// Beyond a double's range most readers of the contact (Kafka
+			// consumers, browsers) would get Infinity or fail.
+			if _, err := v.Float64(); err != nil {
+				p.Add(prefix+path, "must be a number within the range of a double (about ±1.8e308)")
+			}
+		case float64, bool:
 		default:
 			p.Add(prefix+path, "must be a string, number or boolean")
 		}
@@ -176,10 +183,14 @@ func ValidateSource(p *Problems, source, sourceID string) {
 	}
 }
 
+// invisible is a rune an address cannot hold: white space of any kind
+// (U+00A0, U+2028 …), controls, and what is not printable at all.
+func invisible(r rune) bool { return unicode.IsSpace(r) || !unicode.IsGraphic(r) }
+
 // ValidEmail reports whether s is a plain address (no display name) of at
 // most 255 bytes with a dotted domain.
 func ValidEmail(s string) bool {
-	if len(s) > maxEmail || strings.ContainsAny(s, " \t\r\n<>") {
+	if len(s) > maxEmail || strings.ContainsAny(s, "<>") || strings.IndexFunc(s, invisible) >= 0 {
 		return false
 	}
 	a, err := mail.ParseAddress(s)

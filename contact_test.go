@@ -1,6 +1,7 @@
 package acmecrm
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -30,10 +31,11 @@ func TestContactValidationReportsEveryProblem(t *testing.T) {
 		Phone: strings.Repeat("1", 51), Notes: strings.Repeat("n", 2001), Status: "zombie",
 		Address:      Address{ZipCode: strings.Repeat("9", 21)},
 		Tags:         []string{"ok", strings.Repeat("t", 51), ""},
-		CustomFields: map[string]any{"nested": map[string]any{"a": 1}, "list": []any{1}},
+		CustomFields: map[string]any{"nested": map[string]any{"a": 1}, "list": []any{1}, "huge": json.Number("1e400"), "tiny": json.Number("-2e308")},
 	}
 	got := strings.Join(problemPaths(t, f, false), " ")
-	for _, want := range []string{"firstName", "lastName", "email", "phone", "notes", "status", "address.zipCode", "tags[1]", "tags[2]", "customFields.nested", "customFields.list"} {
+	for _, want := range []string{"firstName", "lastName", "email", "phone", "notes", "status", "address.zipCode", "tags[1]", "tags[2]",
+		"customFields.nested", "customFields.list", "customFields.huge", "customFields.tiny"} {
 		if !strings.Contains(" "+got+" ", " "+want+" ") {
 			t.Errorf("no problem for %s in %q", want, got)
 		}
@@ -46,7 +48,8 @@ func TestContactValidationAcceptsLimits(t *testing.T) {
 	f.FirstName = strings.Repeat("é", 100) // characters, not bytes
 	f.Notes = strings.Repeat("n", 2000)
 	f.Tags = []string{strings.Repeat("t", 50)}
-	f.CustomFields = map[string]any{"s": "x", "n": 1.5, "b": false}
+	f.CustomFields = map[string]any{"s": "x", "n": 1.5, "b": false,
+		"id": json.Number("12345678901234567890"), "max": json.Number("1.7976931348623157e308"), "small": json.Number("1e-400")}
 	if paths := problemPaths(t, f, false); len(paths) != 0 {
 		t.Fatalf("unexpected problems: %v", paths)
 	}
@@ -61,12 +64,13 @@ func TestContactValidationAcceptsLimits(t *testing.T) {
 
 func TestValidEmail(t *testing.T) {
 	t.Parallel()
-	for _, ok := range []string{"a@b.co", "john.doe+tag@example.com", "x@sub.example.org"} {
+	for _, ok := range []string{"a@b.co", "john.doe+tag@example.com", "x@sub.example.org", "zoë@exämple.de"} {
 		if !ValidEmail(ok) {
 			t.Errorf("ValidEmail(%q) = false", ok)
 		}
 	}
-	for _, bad := range []string{"", "a", "a@b", "John <a@b.co>", "a@b.co ", "a b@c.de", "@b.co", "a@.co", "a@co.", strings.Repeat("a", 250) + "@b.com", "a@b.co\n"} {
+	for _, bad := range []string{"", "a", "a@b", "John <a@b.co>", "a@b.co ", "a b@c.de", "@b.co", "a@.co", "a@co.", strings.Repeat("a", 250) + "@b.com", "a@b.co\n",
+		"a@b.c\u2028d", "a\u00a0b@c.de", "a@b.co\u200b", "a\x7f@b.co", "a@b.co\u0085"} {
 		if ValidEmail(bad) {
 			t.Errorf("ValidEmail(%q) = true", bad)
 		}

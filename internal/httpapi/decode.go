@@ -61,6 +61,9 @@ func decode(r *http.Request, v any) error {
 
 // unmarshalStrict is decode's parsing half.
 func unmarshalStrict(b []byte, v any) error {
+	if err := acmecrm.CheckJSONText(b); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	dec.UseNumber()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"sort"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -216,6 +217,42 @@ func limitBody(next http.Handler, max int64, now func() time.Time) http.Handler 
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, max)
+		next.ServeHTTP(w, r)
+	})
+}
+
+// refuseUnstorableURL answers 400 for a request whose path or query holds
+// text PostgreSQL cannot compare or store (not UTF-8, or U+0000, both easy
+// to send as %FF or %00), naming each parameter, before a handler passes it
+// to a query where it would fail as a 500.
+func refuseUnstorableURL(next http.Handler, logger *slog.Logger, now func() time.Time) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p acmecrm.Problems
+		if !acmecrm.ValidText(r.URL.Path) {
+			p.Add("(path)", "must be UTF-8 text without NUL characters")
+		}
+		q := r.URL.Query()
+		names := make([]string, 0, len(q))
+		for name := range q {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			if !acmecrm.ValidText(name) {
+				p.Add("(query)", "parameter names must be UTF-8 text without NUL characters")
+				continue
+			}
+			for _, v := range q[name] {
+				if !acmecrm.ValidText(v) {
+					p.Add(name, "must be UTF-8 text without NUL characters")
+					break
+				}
+			}
+		}
+		if err := p.Err("the request URL has text that is not UTF-8 or holds a NUL character"); err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -180,6 +180,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	expect(400, b.call("POST", "/api/auth/login", "", map[string]string{"username": ""}))
 	tok := b.login("user@acmecrm.com", userPassword)
 	tok = expect(200, b.call("POST", "/api/auth/refresh", tok, nil)).json["token"].(string)
+	expect(400, b.call("POST", "/api/auth/logout?x=%00", tok, nil))
 	expect(200, b.call("POST", "/api/auth/logout", tok, nil))
 	expect(401, b.call("POST", "/api/auth/logout", tok, nil))
 	expect(200, b.call("POST", "/api/auth/logout-all", b.login("user@acmecrm.com", userPassword), nil))
@@ -200,6 +201,7 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	expect(404, b.call("GET", "/api/contacts/00000000-0000-4000-8000-000000000000", b.user, nil))
 	expect(200, b.call("GET", "/api/contacts/source/api/c-openapi", b.user, nil))
 	expect(404, b.call("GET", "/api/contacts/source/api/nothing", b.user, nil))
+	expect(400, b.call("GET", "/api/contacts/source/api/%FF", b.user, nil))
 	replaced := newContact("c-openapi")
 	replaced["title"] = "Principal"
 	etag = expect(200, b.call("PUT", "/api/contacts/"+id, b.user, replaced, "If-Match", etag)).header.Get("ETag")
@@ -233,11 +235,14 @@ func TestResponsesMatchTheOpenAPIDocument(t *testing.T) {
 	expect(200, b.call("GET", "/api/webhooks/pending", b.user, nil))
 	expect(200, b.call("GET", "/api/webhooks/evt_openapi", b.user, nil))
 	expect(404, b.call("GET", "/api/webhooks/evt_none", b.user, nil))
+	expect(400, b.call("GET", "/api/webhooks/evt%00", b.user, nil))
 	expect(200, b.call("GET", "/api/metrics/events", b.user, nil))
+	expect(400, b.call("GET", "/api/metrics/events?x=%00", b.user, nil))
 
 	// Administration.
 	expect(200, b.call("GET", "/api/admin/users", b.admin, nil))
 	expect(403, b.call("GET", "/api/admin/users", b.user, nil))
+	expect(400, b.call("GET", "/api/admin/users?x=%FF", b.admin, nil))
 	if err := b.store.RecordDeadLetter(t.Context(), postgres.DeadLetter{EventID: "evt_openapi", EventType: "contact.created", ContactID: "crm-wh",
 		Topic: "contact-events", Key: "crm-wh", Payload: []byte("{}"), Headers: map[string]string{}, Error: "boom", Attempts: 3}); err != nil {
 		t.Fatal(err)

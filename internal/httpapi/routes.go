@@ -13,7 +13,10 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, metrics: opts.Metrics, logger: opts.Logger, now: opts.Now}
 	// Bodies are capped before anything reads them.
 	body := func(h http.Handler) http.Handler { return limitBody(h, opts.MaxBodyBytes, opts.Now) }
-	user := func(h http.Handler) http.Handler { return body(g.authenticated("", h)) }
+	// Authenticated routes read paths and queries into SQL parameters: text
+	// PostgreSQL cannot hold is refused first (after the token is checked).
+	text := func(h http.Handler) http.Handler { return refuseUnstorableURL(h, opts.Logger, opts.Now) }
+	user := func(h http.Handler) http.Handler { return body(g.authenticated("", text(h))) }
 	public := func(h http.Handler) http.Handler { return body(g.limitByIP(opts.Limits.Public, h)) }
 
 	// Probes are not rate limited: orchestrators must always reach them.
@@ -62,7 +65,7 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("GET /api/metrics/events", user(handleEventMetrics(opts.Store, opts.Logger, opts.Now)))
 
 	// Administration (admin role).
-	admin := func(h http.Handler) http.Handler { return body(g.authenticated(auth.RoleAdmin, h)) }
+	admin := func(h http.Handler) http.Handler { return body(g.authenticated(auth.RoleAdmin, text(h))) }
 	mux.Handle("GET /api/admin/users", admin(handleListUsers(opts.Store, opts.Logger, opts.Now)))
 	mux.Handle("GET /api/admin/dead-letters", admin(handleListDeadLetters(opts.Store, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/admin/dead-letters/{id}/replay", admin(handleReplayDeadLetter(opts.Store, opts.Logger, opts.Now)))

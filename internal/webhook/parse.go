@@ -64,6 +64,11 @@ func Schema(dialect string) ([]byte, error) {
 // path. An event type the service does not know is returned as it is (the
 // caller stores it as ignored).
 func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error) {
+	// Text PostgreSQL cannot store (not UTF-8, or U+0000 anywhere) is refused
+	// here, not when its batch's statement or the consumer fails on it.
+	if err := acmecrm.CheckJSONText(body); err != nil {
+		return acmecrm.Event{}, err
+	}
 	ev, ts, ok := fastParse(body)
 	if !ok {
 		var err error
@@ -125,11 +130,6 @@ func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, error) {
 // checks JSON Schema cannot express, the timestamps and the source.
 func finish(ev acmecrm.Event, ts string, receivedAt time.Time) (acmecrm.Event, error) {
 	ev.ReceivedAt, ev.Source = receivedAt.UTC(), acmecrm.SourceAcme
-	if strings.ContainsRune(ev.EventID+ev.EventType+ev.Data.ContactID, 0) {
-		var pr acmecrm.Problems
-		pr.Add("event_id", "identifiers must not contain NUL characters")
-		return acmecrm.Event{}, pr.Err("invalid webhook payload")
-	}
 	occurred, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
 		var pr acmecrm.Problems

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/acmecrm/acmecrm"
 )
@@ -124,6 +125,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co"}}`))
 	f.Add([]byte(`{"event":"contact.deleted","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1"}}`))
 	f.Add([]byte(`{"event_type":1}`))
+	f.Add([]byte(`{"event_type":"contact.x\u0000","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{}}`))
+	f.Add([]byte("{\"event\":\"contact.deleted\",\"id\":\"e\xff\",\"timestamp\":\"2025-05-19T10:00:00Z\",\"data\":{\"id\":\"1\"}}"))
 	p := newParser(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		ev, err := p.Parse(body, received)
@@ -139,6 +142,15 @@ func FuzzParse(f *testing.F) {
 		}
 		if acmecrm.KnownEventType(ev.EventType) && ev.ContactID == "" {
 			t.Fatalf("accepted a contact event without contact id: %+v", ev)
+		}
+		// Nothing is changed quietly: a body that is not UTF-8 is refused,
+		// not stored with U+FFFD in place of its bytes.
+		if !utf8.Valid(body) {
+			t.Fatalf("accepted a body that is not UTF-8: %q", body)
+		}
+		// What the receiver's statement stores as text must be storable.
+		if !acmecrm.ValidText(ev.EventID + ev.EventType + ev.ContactID) {
+			t.Fatalf("accepted identifiers PostgreSQL cannot store: %q %q %q", ev.EventID, ev.EventType, ev.ContactID)
 		}
 		if _, err := json.Marshal(ev); err != nil {
 			t.Fatalf("cannot encode the event: %v", err)

@@ -1,0 +1,106 @@
+package httpapi
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// Text PostgreSQL cannot hold (bytes that are not UTF-8, U+0000) is easy to
+// send — %FF or %00 in a URL, \u0000 in JSON — and used to reach queries,
+// failing there as a 500 or, in a webhook, later in the consumer. Every way
+// in now answers 400 naming the place, and nothing is written.
+func TestUnstorableTextIsRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	now := time.Now()
+
+	hook := func(id, data string) string {
+		return `{"event_type":"contact.created","event_id":"` + id + `","timestamp":"2025-05-17T17:06:39Z","data":{` + data + `}}`
+	}
+	person := `"acme_last_name":"Doe","acme_email":"jd@example.com"`
+	webhooks := []struct {
+		name, body, code, path string
+	}{
+		{"NUL in a name", hook("evt_t1", `"contact_id":"c1","acme_first_name":"Jo\u0000hn",`+person), "INVALID_INPUT", "data.acme_first_name"},
+		{"NUL in a tag", hook("evt_t2", `"contact_id":"c2","acme_first_name":"J",`+person+`,"acme_tags":["ok","x\u0000"]`), "INVALID_INPUT", "data.acme_tags.1"},
+		{"NUL in a custom field's name", hook("evt_t3", `"contact_id":"c3","acme_first_name":"J",`+person+`,"acme_custom_fields":{"k\u0000":"v"}`), "INVALID_INPUT", "data.acme_custom_fields"},
+		{"NUL in the contact id", hook("evt_t4", `"contact_id":"c\u00004"`), "INVALID_INPUT", "data.contact_id"},
+		{"NUL in an unknown event type", `{"event_type":"contact.x\u0000","event_id":"evt_t5","timestamp":"2025-05-17T17:06:39Z","data":{}}`, "INVALID_INPUT", "event_type"},
+		{"not UTF-8", hook("evt_t6", "\"contact_id\":\"c\xff6\",\"acme_first_name\":\"J\","+person), "MALFORMED_JSON", ""},
+	}
+	for _, c := range webhooks {
+		r := b.post(c.body, webhookSecret, now)
+		if r.status != 400 || r.errCode() != c.code || !strings.Contains(string(r.body), names(c.path)) {
+			t.Errorf("webhook, %s: %d %s, want 400 %s at %q", c.name, r.status, r.body, c.code, c.path)
+		}
+	}
+	if n := b.count(`SELECT count(*) FROM webhook_events WHERE event_id LIKE 'evt_t%'`) + b.count(`SELECT count(*) FROM outbox`); n != 0 {
+		t.Errorf("refused webhooks wrote %d rows", n)
+	}
+	// The signature is still judged first.
+	if r := b.post(webhooks[0].body, []byte("guess"), now); r.status != 401 {
+		t.Errorf("forged webhook with a NUL: %d %s", r.status, r.body)
+	}
+
+	// JSON bodies of the REST API.
+	withKey := newContact("t-1")
+	withKey["customFields"] = map[string]any{"k\x00": "v"}
+	bodies := []struct {
+		name, method, path, token string
+		body                      any
+		code, where               string
+	}{
+		{"NUL in a custom field's name", "POST", "/api/contacts", b.user, withKey, "INVALID_INPUT", "customFields"},
+		{"not UTF-8", "POST", "/api/contacts", b.user, "{\"source\":\"api\",\"sourceId\":\"t-2\",\"firstName\":\"J\xe9\",\"lastName\":\"D\",\"email\":\"t2@example.com\"}", "MALFORMED_JSON", ""},
+		{"NUL in a login", "POST", "/api/auth/login", "", `{"username":"admin\u0000@acmecrm.com","password":"x"}`, "INVALID_INPUT", "username"},
+		{"NUL in an AcmeCRM-format id", "POST", "/api/contacts/acme", b.user, `{"contact_id":"z\u00001","acme_first_name":"A","acme_last_name":"B","acme_email":"z1@example.com"}`, "INVALID_INPUT", "contact_id"},
+	}
+	for _, c := range bodies {
+		r := b.call(c.method, c.path, c.token, c.body)
+		if r.status != 400 || r.errCode() != c.code || !strings.Contains(string(r.body), names(c.where)) {
+			t.Errorf("%s %s, %s: %d %s, want 400 %s at %q", c.method, c.path, c.name, r.status, r.body, c.code, c.where)
+		}
+	}
+	created := b.create(newContact("t-3"))
+	if r := b.call("PATCH", "/api/contacts/"+created["id"].(string), b.user, `{"customFields":{"a\u0000":1}}`, "If-Match", `"1"`); r.status != 400 || r.errCode() != "INVALID_INPUT" {
+		t.Errorf("PATCH with a NUL in a member name: %d %s", r.status, r.body)
+	}
+	if n := b.count(`SELECT count(*) FROM contacts WHERE source_id LIKE 't-%' OR source_id LIKE 'z%'`); n != 1 {
+		t.Errorf("%d contacts, want only the one created", n)
+	}
+
+	// Paths and queries.
+	urls := []struct{ token, url, where string }{
+		{b.user, "/api/contacts?search=%00abc", "search"},
+		{b.user, "/api/contacts?search=%FFabc", "search"},
+		{b.user, "/api/contacts?source=%FF", "source"},
+		{b.user, "/api/contacts?%00=1", "(query)"},
+		{b.user, "/api/contacts/source/acme/%FFx", "(path)"},
+		{b.user, "/api/contacts/source/%00/x", "(path)"},
+		{b.user, "/api/webhooks?contactId=%00", "contactId"},
+		{b.user, "/api/webhooks/pending?contactId=%FF", "contactId"},
+		{b.user, "/api/webhooks/%00", "(path)"},
+		{b.user, "/api/webhooks/%FF", "(path)"},
+		{b.admin, "/api/admin/dead-letters?eventType=%FF", "eventType"},
+	}
+	for _, u := range urls {
+		r := b.call("GET", u.url, u.token, nil)
+		if r.status != 400 || r.errCode() != "INVALID_INPUT" || !strings.Contains(string(r.body), names(u.where)) {
+			t.Errorf("GET %s: %d %s, want 400 at %q", u.url, r.status, r.body, u.where)
+		}
+	}
+	// Without a token the answer is still 401: nothing is said before it.
+	if r := b.call("GET", "/api/contacts?search=%00", "", nil); r.status != 401 {
+		t.Errorf("unauthenticated: %d %s", r.status, r.body)
+	}
+}
+
+// names is what a refusal's body must contain for path: the problem's path,
+// or for a malformed body (no path) what is wrong with it.
+func names(path string) string {
+	if path == "" {
+		return "not valid UTF-8"
+	}
+	return `"path":"` + path + `"`
+}
