@@ -173,13 +173,14 @@ type AttemptResult struct {
 }
 
 // ErrLeaseLost reports that a delivery was claimed again (its lease ran
-// out) before this attempt finished; the attempt is recorded, the
-// delivery's state is the newer claim's.
+// out) before this attempt finished; nothing of this attempt is recorded,
+// the delivery's state is the newer claim's.
 var ErrLeaseLost = errors.New("delivery lease lost")
 
 // FinishAttempt records an attempt and moves its delivery on, in one
-// transaction, provided the delivery is still this attempt's claim.
-func (s *Store) FinishAttempt(ctx context.Context, a AttemptResult) error {
+// transaction, provided the delivery is still this attempt's claim, and
+// returns the delivery as the attempt left it.
+func (s *Store) FinishAttempt(ctx context.Context, a AttemptResult) (Delivery, error) {
 	var code *int
 	if a.StatusCode != 0 {
 		code = &a.StatusCode
@@ -191,30 +192,33 @@ func (s *Store) FinishAttempt(ctx context.Context, a AttemptResult) error {
 	if a.ResponseExcerpt != "" {
 		excerpt = &a.ResponseExcerpt
 	}
+	var d Delivery
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `INSERT INTO simulator_attempts (delivery_id, attempt, started_at, status_code, latency_ms,
 				error, response_excerpt) VALUES ($1, $2, $3, $4, $5, left($6, 2000), $7)`,
 			a.DeliveryID, a.Attempt, a.StartedAt, code, a.Latency.Milliseconds(), errText, excerpt); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `UPDATE simulator_deliveries SET status = $3, updated_at = now(),
+		rows, err := tx.Query(ctx, `UPDATE simulator_deliveries SET status = $3, updated_at = now(),
 				last_status_code = $4, last_error = left($5, 2000),
 				next_attempt_at = CASE WHEN $3 = 'pending' THEN now() + $6 * interval '1 millisecond' ELSE next_attempt_at END,
 				delivered_at = CASE WHEN $3 = 'delivered' THEN now() END
-			WHERE id = $1 AND attempts = $2 AND status = 'delivering'`,
+			WHERE id = $1 AND attempts = $2 AND status = 'delivering'
+			RETURNING `+deliveryCols,
 			a.DeliveryID, a.Attempt, a.Status, code, errText, a.RetryIn.Milliseconds())
 		if err != nil {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
+		d, err = pgx.CollectExactlyOneRow(rows, scanDelivery)
+		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrLeaseLost
 		}
-		return nil
+		return err
 	})
 	if errors.Is(err, ErrLeaseLost) {
-		return err
+		return Delivery{}, err
 	}
-	return translate("finish attempt", err)
+	return d, translate("finish attempt", err)
 }
 
 // NextDeliveryDue is when the next pending delivery is due (ok false when

@@ -167,9 +167,15 @@ func (s *Simulator) Send(ctx context.Context, req Request) (Result, error) {
 	// The first attempts belong to this request, not to its client: they
 	// finish (within the attempt timeout) even if the client goes away.
 	actx := context.WithoutCancel(ctx)
+	// The answer is each delivery as its first attempt left it, even when
+	// the worker retries it before this request returns.
 	s.attemptAll(actx, ds)
 	s.Wake() // retries, if any, are due later
 	for i, d := range ds {
+		if d.Status != postgres.DeliveryDelivering {
+			continue
+		}
+		// The attempt was not recorded (its lease ran out): read what is.
 		if got, err := s.store.SimulatorDelivery(actx, d.ID); err == nil {
 			got.AttemptLog = nil
 			ds[i] = got
@@ -217,16 +223,19 @@ var attemptResults = map[string]string{
 func (s *Simulator) attemptAll(ctx context.Context, ds []postgres.Delivery) {
 	sem := make(chan struct{}, s.opts.Concurrency)
 	var wg sync.WaitGroup
-	for _, d := range ds {
+	for i, d := range ds {
 		sem <- struct{}{}
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			res := s.attempt(ctx, d)
 			s.opts.Metrics.SimulatorAttempt(attemptResults[res.Status])
-			if err := s.store.FinishAttempt(ctx, res); err != nil {
+			finished, err := s.store.FinishAttempt(ctx, res)
+			if err != nil {
 				s.opts.Logger.Warn("simulator: record attempt", "delivery_id", d.ID, "event_id", d.EventID, "err", err)
+				return
 			}
+			ds[i] = finished
 		}()
 	}
 	wg.Wait()
