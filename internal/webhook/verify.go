@@ -154,12 +154,15 @@ func (v *Verifier) verifyStandard(h http.Header, body []byte) (Verified, error) 
 	return Verified{}, invalid("signature does not match")
 }
 
+// checkAge compares instants, not their difference: a time.Duration holds
+// ±292 years, so now − 9999-12-31 saturates at its minimum, whose negation
+// overflows back to a negative number that looked within the tolerance.
 func (v *Verifier) checkAge(ts time.Time) error {
-	d := v.Now().Sub(ts)
-	if d > v.MaxAge {
+	now := v.Now()
+	if ts.Before(now.Add(-v.MaxAge)) {
 		return badTime("the timestamp is too old")
 	}
-	if -d > v.MaxAge {
+	if ts.After(now.Add(v.MaxAge)) {
 		return badTime("the timestamp is in the future")
 	}
 	return nil

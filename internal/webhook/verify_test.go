@@ -112,6 +112,9 @@ func TestSignatureMatrix(t *testing.T) {
 		{"same instant, other spelling", map[string]string{HeaderAcmeTimestamp: "2026-01-01T12:00:00Z", HeaderAcmeSignature: sign(ts, body, cur)}, body, "INVALID_SIGNATURE", ""},
 		{"stale", map[string]string{HeaderAcmeTimestamp: FormatTimestamp(now.Add(-6 * time.Minute)), HeaderAcmeSignature: sign(FormatTimestamp(now.Add(-6*time.Minute)), body, cur)}, body, "INVALID_TIMESTAMP", ""},
 		{"future", map[string]string{HeaderAcmeTimestamp: FormatTimestamp(now.Add(6 * time.Minute)), HeaderAcmeSignature: sign(FormatTimestamp(now.Add(6*time.Minute)), body, cur)}, body, "INVALID_TIMESTAMP", ""},
+		{"far future (a duration would overflow)", map[string]string{HeaderAcmeTimestamp: "9999-12-31T23:59:59Z", HeaderAcmeSignature: sign("9999-12-31T23:59:59Z", body, cur)}, body, "INVALID_TIMESTAMP", ""},
+		{"far future, unix seconds", map[string]string{HeaderAcmeTimestamp: "99999999999", HeaderAcmeSignature: sign("99999999999", body, cur)}, body, "INVALID_TIMESTAMP", ""},
+		{"far past", map[string]string{HeaderAcmeTimestamp: "0001-01-01T00:00:00Z", HeaderAcmeSignature: sign("0001-01-01T00:00:00Z", body, cur)}, body, "INVALID_TIMESTAMP", ""},
 		{"within tolerance", map[string]string{HeaderAcmeTimestamp: FormatTimestamp(now.Add(-4 * time.Minute)), HeaderAcmeSignature: sign(FormatTimestamp(now.Add(-4*time.Minute)), body, cur)}, body, "", "current"},
 		{"no headers", map[string]string{}, body, "MISSING_SIGNATURE", ""},
 		{"signature only", map[string]string{HeaderAcmeSignature: sign(ts, body, cur)}, body, "MISSING_SIGNATURE", ""},
@@ -158,6 +161,9 @@ func TestStandardWebhooksMatrix(t *testing.T) {
 	}
 	if _, err := v.Verify(good(now.Unix()-301), body); code(err) != "INVALID_TIMESTAMP" {
 		t.Errorf("stale: %v", err)
+	}
+	if _, err := v.Verify(good(999999999999), body); code(err) != "INVALID_TIMESTAMP" {
+		t.Errorf("year 33658: %v", err)
 	}
 	h := good(now.Unix())
 	h.Set(HeaderID, "msg_2") // the id is signed too
