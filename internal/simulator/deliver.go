@@ -113,17 +113,18 @@ func (s *Simulator) attempt(ctx context.Context, d postgres.Delivery) postgres.A
 	return res
 }
 
-// parseRetryAfter reads Retry-After in seconds or as an HTTP date; zero
-// when absent or unreadable.
+// parseRetryAfter reads Retry-After in seconds or as an HTTP date, at most
+// maxRetryAfter (a larger count of seconds would overflow a Duration);
+// zero when absent or unreadable.
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	if v == "" {
 		return 0
 	}
-	if n, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
+	if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n > 0 {
+		return time.Duration(min(n, int64(maxRetryAfter/time.Second))) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return min(t.Sub(now), maxRetryAfter)
 	}
 	return 0
 }

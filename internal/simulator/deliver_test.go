@@ -459,3 +459,27 @@ func TestNetworkErrorsAndTimeoutsAreRetried(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"":                              0,
+		"120":                           2 * time.Minute,
+		" 7 ":                           7 * time.Second,
+		"0":                             0,
+		"-5":                            0,
+		"soon":                          0,
+		"86400":                         maxRetryAfter,
+		"9223372036":                    maxRetryAfter, // ~292 years
+		"18446744074":                   maxRetryAfter, // × 1e9 ns wraps around to 0.29 s
+		"99999999999999999999":          0,             // not a number Go can hold
+		"Fri, 02 Jan 2026 03:05:05 GMT": time.Minute,
+		"Fri, 31 Dec 9999 23:59:59 GMT": maxRetryAfter,
+		"Thu, 01 Jan 2026 00:00:00 GMT": 0,
+	} {
+		if got := parseRetryAfter(v, now); got != want {
+			t.Errorf("Retry-After %q: %v, want %v", v, got, want)
+		}
+	}
+}
