@@ -146,3 +146,32 @@ func FormatAddress(a Address) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// acmePaths names the AcmeCRM field behind each internal field, so that
+// validation problems point at what the caller sent.
+var acmePaths = map[string]string{
+	"firstName": "acme_first_name", "lastName": "acme_last_name", "email": "acme_email",
+	"phone": "acme_phone", "company": "acme_company", "title": "acme_title", "notes": "acme_notes",
+	"status": "acme_status", "tags": "acme_tags", "customFields": "acme_custom_fields",
+}
+
+// AcmePath maps a ContactFields validation path ("email", "tags[1]",
+// "address.city") to the AcmeCRM field it came from, so that problems point
+// at what the caller sent.
+func AcmePath(path string) string {
+	head, rest, _ := strings.Cut(path, ".")
+	if strings.HasPrefix(head, "address") {
+		return "acme_address"
+	}
+	if i := strings.IndexByte(head, '['); i > 0 {
+		rest, head = head[i:], head[:i]
+		return acmePaths[head] + rest
+	}
+	if a, ok := acmePaths[head]; ok {
+		if rest != "" {
+			return a + "." + rest
+		}
+		return a
+	}
+	return path
+}

@@ -224,33 +224,6 @@ func (c *contactsAPI) create() http.Handler {
 	})
 }
 
-// acmePaths names the AcmeCRM field behind each internal field, so that
-// validation problems point at what the caller sent.
-var acmePaths = map[string]string{
-	"firstName": "acme_first_name", "lastName": "acme_last_name", "email": "acme_email",
-	"phone": "acme_phone", "company": "acme_company", "title": "acme_title", "notes": "acme_notes",
-	"status": "acme_status", "tags": "acme_tags", "customFields": "acme_custom_fields",
-}
-
-// acmePath maps an internal field path to its AcmeCRM name.
-func acmePath(path string) string {
-	head, rest, _ := strings.Cut(path, ".")
-	if strings.HasPrefix(head, "address") {
-		return "acme_address"
-	}
-	if i := strings.IndexByte(head, '['); i > 0 {
-		rest, head = head[i:], head[:i]
-		return acmePaths[head] + rest
-	}
-	if a, ok := acmePaths[head]; ok {
-		if rest != "" {
-			return a + "." + rest
-		}
-		return a
-	}
-	return path
-}
-
 func (c *contactsAPI) upsertAcme() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var in acmecrm.AcmeContact
@@ -266,7 +239,7 @@ func (c *contactsAPI) upsertAcme() http.Handler {
 		var fp acmecrm.Problems
 		fields.Validate(&fp, "", false)
 		for _, e := range fp {
-			p = append(p, acmecrm.FieldError{Path: acmePath(e.Path), Message: e.Message})
+			p = append(p, acmecrm.FieldError{Path: acmecrm.AcmePath(e.Path), Message: e.Message})
 		}
 		if err := p.Err("invalid AcmeCRM contact"); err != nil {
 			c.fail(w, r, err)

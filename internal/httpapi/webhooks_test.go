@@ -137,6 +137,8 @@ func TestWebhookRejections(t *testing.T) {
 		{"empty body", b.post("", webhookSecret, now), 400, "MALFORMED_JSON"},
 		{"malformed JSON", b.post(`{"event_type":`, webhookSecret, now), 400, "MALFORMED_JSON"},
 		{"schema", b.post(`{"event_type":"contact.created","event_id":"e","timestamp":"x","data":{"contact_id":"1"}}`, webhookSecret, now), 400, "INVALID_INPUT"},
+		{"a contact the consumer would refuse", b.post(`{"event_type":"contact.created","event_id":"evt_r2","timestamp":"2025-05-17T17:06:39Z","data":{"contact_id":"c2",`+
+			`"acme_first_name":"J","acme_last_name":"D","acme_email":"j@localhost"}}`, webhookSecret, now), 400, "INVALID_INPUT"},
 		{"not JSON", b.post(good, webhookSecret, now, "Content-Type", "text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE"},
 		{"too large", b.post(`{"event_type":"x","pad":"`+strings.Repeat("a", 40<<10)+`"}`, webhookSecret, now), 413, "PAYLOAD_TOO_LARGE"},
 	}

@@ -27,15 +27,15 @@ var fastParsers fastjson.ParserPool
 
 // fastParse returns the event fields of body and true, or false when the
 // schema validator must decide.
-func fastParse(body []byte) (ev acmecrm.Event, ts string, ok bool) {
+func fastParse(body []byte) (ev acmecrm.Event, ts string, legacy, ok bool) {
 	if len(body) == 0 || !utf8.Valid(body) || hasEscapedSurrogate(body) || !json.Valid(body) {
-		return ev, "", false
+		return ev, "", false, false
 	}
 	p := fastParsers.Get()
 	defer fastParsers.Put(p)
 	doc, err := p.ParseBytes(body)
 	if err != nil || doc.Type() != fastjson.TypeObject {
-		return ev, "", false
+		return ev, "", false, false
 	}
 	top, _ := doc.Object()
 	// Members by name; a repeated name keeps its last value, as in
@@ -57,23 +57,23 @@ func fastParse(body []byte) (ev acmecrm.Event, ts string, ok bool) {
 			data = v
 		}
 	})
-	legacy := event != nil && eventType == nil
+	legacy = event != nil && eventType == nil
 	typeV, idV := eventType, eventID
 	if legacy {
 		typeV, idV = event, id
 	}
 	var good bool
 	if ev.EventType, good = fastString(typeV, 1, 100); !good {
-		return ev, "", false
+		return ev, "", false, false
 	}
 	if ev.EventID, good = fastString(idV, 1, 255); !good {
-		return ev, "", false
+		return ev, "", false, false
 	}
 	if ts, good = fastString(timestamp, 0, -1); !good || !plainDateTime(ts) {
-		return ev, "", false
+		return ev, "", false, false
 	}
 	if data == nil || data.Type() != fastjson.TypeObject {
-		return ev, "", false
+		return ev, "", false, false
 	}
 	fields, _ := data.Object()
 	switch ev.EventType {
@@ -90,12 +90,12 @@ func fastParse(body []byte) (ev acmecrm.Event, ts string, ok bool) {
 		}
 		ev.Data.ContactID, good = fastString(member(fields, key), 1, 255)
 	default:
-		return ev, "", false // only the data of known types is checked here
+		return ev, "", false, false // only the data of known types is checked here
 	}
 	if !good {
-		return ev, "", false
+		return ev, "", false, false
 	}
-	return ev, ts, true
+	return ev, ts, legacy, true
 }
 
 // member is the last member named key (nil when there is none).

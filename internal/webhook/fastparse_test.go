@@ -10,7 +10,7 @@ import (
 // hand: each is accepted by both paths, declined by the fast path, or
 // rejected by both — never accepted by the fast path alone.
 var fastSeeds = []string{
-	`{"event_type":"contact.created","event_id":"evt_1","timestamp":"2025-05-17T17:06:39-07:00","data":{"contact_id":"1234","acme_first_name":"John","acme_last_name":"Doe","acme_email":"john.doe@example.com","acme_phone":"555","acme_company":"Acme","acme_title":"Eng","acme_address":"1 Main St","acme_notes":"a \"quoted\"\nline","acme_status":"Active","acme_tags":["vip","b"],"acme_custom_fields":{"tier":"gold","score":3.50,"big":1e400,"ok":true,"no":false},"changed_fields":["acme_email"],"acme_created_at":"x","acme_updated_at":"y","a_future_field":{"x":[1]}}}`,
+	`{"event_type":"contact.created","event_id":"evt_1","timestamp":"2025-05-17T17:06:39-07:00","data":{"contact_id":"1234","acme_first_name":"John","acme_last_name":"Doe","acme_email":"john.doe@example.com","acme_phone":"555","acme_company":"Acme","acme_title":"Eng","acme_address":"1 Main St","acme_notes":"a \"quoted\"\nline","acme_status":"Active","acme_tags":["vip","b"],"acme_custom_fields":{"tier":"gold","score":3.50,"big":12345678901234567890,"ok":true,"no":false},"changed_fields":["acme_email"],"acme_created_at":"x","acme_updated_at":"y","a_future_field":{"x":[1]}}}`,
 	`{"event":"contact.updated","id":"evt_9","timestamp":"2025-05-19T10:00:00.000Z","data":{"id":"c-9","firstName":"Ann","lastName":"Lee","email":"ann@example.com","phone":"1","company":"Co","title":"CTO","createdAt":"2025-01-01T00:00:00Z","updatedAt":"z","deletedAt":"q"}}`,
 	`{"event_type":"contact.deleted","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"c-9","acme_first_name":5}}`,
 	`{"event":"contact.deleted","id":"e","timestamp":"2025-05-19T10:00:00+05:30","data":{"id":"c-9"}}`,
@@ -56,15 +56,15 @@ func FuzzFastPathAgreesWithSchema(f *testing.F) {
 		strings.Repeat("é", 100) + `","acme_last_name":"b","acme_email":"a@b.co","acme_tags":["` + strings.Repeat("t", 51) + `"]}}`))
 	p := newParser(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		fast, fastTS, ok := fastParse(body)
+		fast, fastTS, fastLegacy, ok := fastParse(body)
 		if !ok {
 			return
 		}
-		slow, slowTS, err := p.parseWithSchema(body)
+		slow, slowTS, slowLegacy, err := p.parseWithSchema(body)
 		if err != nil {
 			t.Fatalf("the fast path accepted what the schema rejects (%v):\n%s", err, body)
 		}
-		if fastTS != slowTS || !reflect.DeepEqual(fast, slow) {
+		if fastTS != slowTS || fastLegacy != slowLegacy || !reflect.DeepEqual(fast, slow) {
 			t.Fatalf("the paths read different events:\n fast %+v %q\n slow %+v %q\n%s", fast, fastTS, slow, slowTS, body)
 		}
 	})
@@ -76,7 +76,7 @@ func TestFastPathCoversOrdinaryPayloads(t *testing.T) {
 	t.Parallel()
 	for i, want := range map[int]bool{0: true, 1: true, 2: true, 3: true, 4: true, 7: true,
 		5: false, 9: false, 13: false, 14: false, 28: false} {
-		if _, _, ok := fastParse([]byte(fastSeeds[i])); ok != want {
+		if _, _, _, ok := fastParse([]byte(fastSeeds[i])); ok != want {
 			t.Errorf("seed %d: fast path ok = %v, want %v", i, ok, want)
 		}
 	}
@@ -96,9 +96,9 @@ func BenchmarkParse(b *testing.B) {
 	b.Run("schema", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			ev, ts, err := p.parseWithSchema(body)
+			ev, ts, legacy, err := p.parseWithSchema(body)
 			if err == nil {
-				_, err = finish(ev, ts, received)
+				_, err = finish(ev, ts, legacy, received)
 			}
 			if err != nil {
 				b.Fatal(err)

@@ -69,22 +69,22 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 	if err := acmecrm.CheckJSONText(body); err != nil {
 		return acmecrm.Event{}, err
 	}
-	ev, ts, ok := fastParse(body)
+	ev, ts, legacy, ok := fastParse(body)
 	if !ok {
 		var err error
-		if ev, ts, err = p.parseWithSchema(body); err != nil {
+		if ev, ts, legacy, err = p.parseWithSchema(body); err != nil {
 			return acmecrm.Event{}, err
 		}
 	}
-	return finish(ev, ts, receivedAt)
+	return finish(ev, ts, legacy, receivedAt)
 }
 
 // parseWithSchema validates body with the JSON Schema of its dialect and
 // reads the event from it (its timestamp as written).
-func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, error) {
+func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, bool, error) {
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return acmecrm.Event{}, "", acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is not valid JSON")
+		return acmecrm.Event{}, "", false, acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is not valid JSON")
 	}
 	obj, _ := doc.(map[string]any)
 	_, isLegacy := obj["event"]
@@ -96,7 +96,7 @@ func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, error) {
 		schema = p.legacy
 	}
 	if err := schema.Validate(doc); err != nil {
-		return acmecrm.Event{}, "", p.problems(err)
+		return acmecrm.Event{}, "", false, p.problems(err)
 	}
 
 	// The document is valid: read it directly, without a second parse.
@@ -123,18 +123,34 @@ func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, error) {
 			ev.Data.CustomFields = cf
 		}
 	}
-	return ev, ts, nil
+	return ev, ts, isLegacy, nil
 }
 
 // finish applies what both paths share to a valid payload's event: the
 // checks JSON Schema cannot express, the timestamps and the source.
-func finish(ev acmecrm.Event, ts string, receivedAt time.Time) (acmecrm.Event, error) {
+func finish(ev acmecrm.Event, ts string, legacy bool, receivedAt time.Time) (acmecrm.Event, error) {
 	ev.ReceivedAt, ev.Source = receivedAt.UTC(), acmecrm.SourceAcme
+	var pr acmecrm.Problems
 	occurred, err := time.Parse(time.RFC3339Nano, ts)
 	if err != nil {
-		var pr acmecrm.Problems
 		pr.Add("timestamp", "must be an RFC 3339 date-time")
-		return acmecrm.Event{}, pr.Err("invalid webhook payload")
+	}
+	// The contact passes the consumer's own validation, or it is refused
+	// now: accepted, it could only be retried and dead-lettered there.
+	if ev.EventType == acmecrm.EventContactCreated || ev.EventType == acmecrm.EventContactUpdated {
+		var fp acmecrm.Problems
+		fields := acmecrm.FromAcme(ev.Data)
+		fields.Validate(&fp, "", false)
+		for _, e := range fp {
+			path := e.Path // the legacy dialect uses the internal names
+			if !legacy {
+				path = acmecrm.AcmePath(path)
+			}
+			pr = append(pr, acmecrm.FieldError{Path: "data." + path, Message: e.Message})
+		}
+	}
+	if err := pr.Err("invalid webhook payload"); err != nil {
+		return acmecrm.Event{}, err
 	}
 	ev.OccurredAt = occurred.UTC()
 	ev.ContactID = ev.Data.ContactID

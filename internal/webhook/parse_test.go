@@ -113,6 +113,27 @@ func TestSchemaErrorsListEveryPath(t *testing.T) {
 	}
 }
 
+// What the consumer would refuse is refused at the door, with the path in
+// the sender's dialect: accepted, it could only be retried and dead-lettered.
+func TestContactProblemsAreRefusedAtTheDoor(t *testing.T) {
+	t.Parallel()
+	p := newParser(t)
+	for body, want := range map[string][]string{
+		`{"event_type":"contact.created","event_id":"e1","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b"}}`:                                                       {"data.acme_email"},
+		`{"event_type":"contact.updated","event_id":"e2","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co","acme_tags":["x"],"acme_custom_fields":{"n":1e400}}}`: {"data.acme_custom_fields.n"},
+		`{"event":"contact.created","id":"e3","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1","firstName":"a","lastName":"b","email":"\"a b\"@example.com"}}`:                                                                           {"data.email"},
+	} {
+		_, err := p.Parse([]byte(body), received)
+		if got := problemPaths(t, err); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("problems at %v, want %v (%v)\n%s", got, want, err, body)
+		}
+	}
+	// A delete carries no contact to check.
+	if _, err := p.Parse([]byte(`{"event_type":"contact.deleted","event_id":"e5","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1"}}`), received); err != nil {
+		t.Errorf("delete: %v", err)
+	}
+}
+
 func TestUnknownEventTypeParsesForIgnoring(t *testing.T) {
 	t.Parallel()
 	ev, err := newParser(t).Parse([]byte(`{"event_type":"contact.merged","event_id":"e1","timestamp":"2025-05-19T10:00:00Z","data":{"whatever":1}}`), received)
@@ -125,6 +146,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co"}}`))
 	f.Add([]byte(`{"event":"contact.deleted","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1"}}`))
 	f.Add([]byte(`{"event_type":1}`))
+	f.Add([]byte(`{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b"}}`))
 	f.Add([]byte(`{"event_type":"contact.x\u0000","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{}}`))
 	f.Add([]byte("{\"event\":\"contact.deleted\",\"id\":\"e\xff\",\"timestamp\":\"2025-05-19T10:00:00Z\",\"data\":{\"id\":\"1\"}}"))
 	p := newParser(f)
@@ -147,6 +169,14 @@ func FuzzParse(f *testing.F) {
 		// not stored with U+FFFD in place of its bytes.
 		if !utf8.Valid(body) {
 			t.Fatalf("accepted a body that is not UTF-8: %q", body)
+		}
+		// A contact event accepted here is one the consumer can apply.
+		if ev.EventType == acmecrm.EventContactCreated || ev.EventType == acmecrm.EventContactUpdated {
+			var p acmecrm.Problems
+			fields := acmecrm.FromAcme(ev.Data)
+			if fields.Validate(&p, "", false); len(p) > 0 {
+				t.Fatalf("accepted a contact the consumer refuses: %v\n%s", p, body)
+			}
 		}
 		// What the receiver's statement stores as text must be storable.
 		if !acmecrm.ValidText(ev.EventID + ev.EventType + ev.ContactID) {
