@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -343,12 +344,14 @@ func (c *contactsAPI) replace() http.Handler {
 			c.fail(w, r, err)
 			return
 		}
-		ct, err := c.store.ReplaceContact(r.Context(), id, pre.version, in.ContactFields)
+		ct, changed, err := c.store.ReplaceContact(r.Context(), id, pre.version, in.ContactFields)
 		if err != nil {
 			c.fail(w, r, conflictError(err, pre))
 			return
 		}
-		c.changed(r, acmecrm.EventContactUpdated, ct)
+		if changed {
+			c.changed(r, acmecrm.EventContactUpdated, ct)
+		}
 		writeContact(w, http.StatusOK, ct)
 	})
 }
@@ -423,12 +426,14 @@ func (c *contactsAPI) patch() http.Handler {
 		}
 		// The write is conditional on the version the caller saw; if the
 		// contact moved on since we read it, the update matches nothing.
-		ct, err := c.store.ReplaceContact(r.Context(), id, pre.version, fields)
+		ct, changed, err := c.store.ReplaceContact(r.Context(), id, pre.version, fields)
 		if err != nil {
 			c.fail(w, r, conflictError(err, pre))
 			return
 		}
-		c.changed(r, acmecrm.EventContactUpdated, ct)
+		if changed {
+			c.changed(r, acmecrm.EventContactUpdated, ct)
+		}
 		writeContact(w, http.StatusOK, ct)
 	})
 }
@@ -440,7 +445,9 @@ func mergePatch(f acmecrm.ContactFields, patch map[string]any) (acmecrm.ContactF
 		return f, err
 	}
 	var doc map[string]any
-	if err := json.Unmarshal(b, &doc); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber() // custom-field numbers keep their digits (DECISIONS #72)
+	if err := dec.Decode(&doc); err != nil {
 		return f, err
 	}
 	merged, err := json.Marshal(mergeValue(doc, patch))

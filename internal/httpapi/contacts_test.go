@@ -358,6 +358,25 @@ func TestChangesGoToTheOutbox(t *testing.T) {
 	}
 	b.call("PATCH", "/api/contacts/"+id, b.user, `{"title": "X", "version": 1}`)
 	b.call("PATCH", "/api/contacts/"+id, b.user, `{"title": "Y", "version": 1}`) // stale: no event
+	// Writes that change nothing keep the version and queue no event; a
+	// stale version is refused all the same.
+	same := newContact("o-1")
+	same["title"], same["version"] = "X", 2
+	for _, w := range []struct {
+		method string
+		body   any
+		status int
+	}{
+		{"PATCH", `{"title": "X", "version": 2}`, 200},
+		{"PATCH", `{"version": 2}`, 200},
+		{"PUT", same, 200},
+		{"PATCH", `{"title": "X", "version": 1}`, 409},
+	} {
+		r := b.call(w.method, "/api/contacts/"+id, b.user, w.body)
+		if r.status != w.status || (w.status == 200 && (r.data()["version"] != float64(2) || r.header.Get("ETag") != `"2"`)) {
+			t.Errorf("%s %v: %d %s", w.method, w.body, r.status, r.body)
+		}
+	}
 	b.call("DELETE", "/api/contacts/"+id, b.user, nil)
 	rows, err := b.store.Pool().Query(context.Background(),
 		`SELECT topic, key, p->>'type', p->'data'->>'version', headers->>'event-type' FROM (SELECT *, convert_from(payload, 'UTF8')::jsonb AS p FROM outbox) o ORDER BY id`)
@@ -438,6 +457,11 @@ func TestCustomFieldNumbersKeepTheirDigits(t *testing.T) {
 		if !strings.Contains(string(got.body), `"crmId":12345678901234567890`) || !strings.Contains(string(got.body), `"ratio":0.1`) {
 			t.Errorf("digits lost: %s", got.body)
 		}
+	}
+	// A patch of another field leaves the number as it was.
+	if r := b.call("PATCH", "/api/contacts/"+id, b.user, `{"title":"Counter"}`, "If-Match", `"1"`); r.status != 200 ||
+		!strings.Contains(string(r.body), `"crmId":12345678901234567890`) {
+		t.Errorf("digits lost by a patch: %d %s", r.status, r.body)
 	}
 	for _, n := range []string{"1e400", "-1e309"} {
 		r := b.call("POST", "/api/contacts", b.user, `{"source":"api","sourceId":"num-2","firstName":"N","lastName":"Um","email":"num2@example.com","customFields":{"n":`+n+`}}`)

@@ -140,26 +140,40 @@ func (s *Store) explainMiss(ctx context.Context, tx pgx.Tx, id string, provided 
 // ReplaceContact sets every editable field of a live contact in one
 // conditional statement (… WHERE id = $1 AND version = $2): a stale version
 // is a *VersionConflict, never a lost update. It queues the change event in
-// the same transaction.
-func (s *Store) ReplaceContact(ctx context.Context, id string, version int64, f acmecrm.ContactFields) (acmecrm.Contact, error) {
-	var c acmecrm.Contact
-	err := s.contactTx(ctx, "replace contact", func(tx pgx.Tx) error {
+// the same transaction. Fields equal to the stored ones change nothing —
+// same version, same updated_at, no event — and changed reports false.
+func (s *Store) ReplaceContact(ctx context.Context, id string, version int64, f acmecrm.ContactFields) (c acmecrm.Contact, changed bool, err error) {
+	err = s.contactTx(ctx, "replace contact", func(tx pgx.Tx) error {
 		var err error
 		c, err = scanContact(tx.QueryRow(ctx, `UPDATE contacts SET
 			first_name = $3, last_name = $4, email = $5, phone = $6, company = $7, title = $8,
 			street = $9, city = $10, state = $11, zip_code = $12, country = $13, notes = $14,
 			status = $15, tags = $16, custom_fields = $17, version = version + 1, updated_at = now()
 			WHERE id = $1 AND version = $2 AND deleted_at IS NULL
+			  AND (first_name, last_name, email, phone, company, title, street, city, state, zip_code,
+			       country, notes, status, tags, custom_fields)
+			      IS DISTINCT FROM ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::text[], $17::jsonb)
 			RETURNING `+contactCols, append([]any{id, version}, fieldArgs(f)...)...))
 		if errors.Is(err, pgx.ErrNoRows) {
-			return s.explainMiss(ctx, tx, id, version)
+			// Missing, deleted, stale — or the same content at this version.
+			c, err = scanContact(tx.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = $1`, id))
+			switch {
+			case errors.Is(err, pgx.ErrNoRows) || err == nil && c.DeletedAt != nil:
+				return notFound("contact")
+			case err != nil:
+				return err
+			case c.Version != version:
+				return &VersionConflict{Current: c.Version, Provided: version}
+			}
+			return nil
 		}
 		if err != nil {
 			return err
 		}
+		changed = true
 		return s.queueContactChange(ctx, tx, ContactUpdated, c)
 	})
-	return c, err
+	return c, changed, err
 }
 
 // DeleteContact soft-deletes a live contact: status deleted, deletedAt set,
