@@ -7,21 +7,21 @@ import (
 // AcmeContact is a contact in AcmeCRM's own format: the `data` of a webhook
 // and the body of POST /api/contacts/acme (SPEC §3, §6).
 type AcmeContact struct {
-	ContactID     string         `json:"contact_id"`
-	FirstName     string         `json:"acme_first_name,omitempty"`
-	LastName      string         `json:"acme_last_name,omitempty"`
-	Email         string         `json:"acme_email,omitempty"`
-	Phone         string         `json:"acme_phone,omitempty"`
-	Company       string         `json:"acme_company,omitempty"`
-	Title         string         `json:"acme_title,omitempty"`
-	Address       string         `json:"acme_address,omitempty"`
-	Notes         string         `json:"acme_notes,omitempty"`
-	Status        string         `json:"acme_status,omitempty"`
-	Tags          []string       `json:"acme_tags,omitempty"`
-	CustomFields  map[string]any `json:"acme_custom_fields,omitempty"`
-	CreatedAt     string         `json:"acme_created_at,omitempty"`
-	UpdatedAt     string         `json:"acme_updated_at,omitempty"`
-	ChangedFields []string       `json:"changed_fields,omitempty"`
+	ContactID     string       `json:"contact_id"`
+	FirstName     string       `json:"acme_first_name,omitempty"`
+	LastName      string       `json:"acme_last_name,omitempty"`
+	Email         string       `json:"acme_email,omitempty"`
+	Phone         string       `json:"acme_phone,omitempty"`
+	Company       string       `json:"acme_company,omitempty"`
+	Title         string       `json:"acme_title,omitempty"`
+	Address       string       `json:"acme_address,omitempty"`
+	Notes         string       `json:"acme_notes,omitempty"`
+	Status        string       `json:"acme_status,omitempty"`
+	Tags          []string     `json:"acme_tags,omitempty"`
+	CustomFields  CustomFields `json:"acme_custom_fields,omitempty"`
+	CreatedAt     string       `json:"acme_created_at,omitempty"`
+	UpdatedAt     string       `json:"acme_updated_at,omitempty"`
+	ChangedFields []string     `json:"changed_fields,omitempty"`
 }
 
 // FromAcme maps an AcmeCRM contact to the internal editable fields

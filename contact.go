@@ -1,6 +1,7 @@
 package acmecrm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/mail"
@@ -34,17 +35,17 @@ type Address struct {
 // ContactFields are the editable fields of a contact: what a create, a full
 // replace (PUT) or a CRM event sets.
 type ContactFields struct {
-	FirstName    string         `json:"firstName"`
-	LastName     string         `json:"lastName"`
-	Email        string         `json:"email"`
-	Phone        string         `json:"phone"`
-	Company      string         `json:"company"`
-	Title        string         `json:"title"`
-	Address      Address        `json:"address"`
-	Notes        string         `json:"notes"`
-	Status       string         `json:"status"`
-	Tags         []string       `json:"tags"`
-	CustomFields map[string]any `json:"customFields"`
+	FirstName    string       `json:"firstName"`
+	LastName     string       `json:"lastName"`
+	Email        string       `json:"email"`
+	Phone        string       `json:"phone"`
+	Company      string       `json:"company"`
+	Title        string       `json:"title"`
+	Address      Address      `json:"address"`
+	Notes        string       `json:"notes"`
+	Status       string       `json:"status"`
+	Tags         []string     `json:"tags"`
+	CustomFields CustomFields `json:"customFields"`
 }
 
 // Contact is the internal format served by the REST API (SPEC §6).
@@ -165,6 +166,25 @@ func (f *ContactFields) Validate(p *Problems, prefix string, allowDeleted bool) 
 			p.Add(prefix+path, "must be a string, number or boolean")
 		}
 	}
+}
+
+// CustomFields are a contact's own fields by name: strings, numbers and
+// booleans. Decoded from JSON — a request, a jsonb column, a Kafka record —
+// their numbers stay as written (json.Number): as float64 a 20-digit id
+// would lose digits, and a number beyond a double's range could not be read
+// at all (DECISIONS #72).
+type CustomFields map[string]any
+
+// UnmarshalJSON decodes an object with json.Number for numbers.
+func (c *CustomFields) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return err
+	}
+	*c = m
+	return nil
 }
 
 // ValidateSource checks a (source, sourceId) pair.

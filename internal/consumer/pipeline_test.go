@@ -2,6 +2,7 @@ package consumer_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -129,13 +130,21 @@ func TestWebhookEventReachesContacts(t *testing.T) {
 	p.relay()
 	p.consumer("g")
 	at := time.Now().UTC()
-	p.record(event("e1", acmecrm.EventContactCreated, "c1", at, "Ann"), event("e2", acmecrm.EventContactUpdated, "c1", at.Add(time.Second), "Anna"),
+	// A custom number crosses Kafka and lands in the contact as written.
+	e2 := event("e2", acmecrm.EventContactUpdated, "c1", at.Add(time.Second), "Anna")
+	e2.Event.Data.CustomFields = map[string]any{"crmId": json.Number("12345678901234567890")}
+	p.record(event("e1", acmecrm.EventContactCreated, "c1", at, "Ann"), e2,
 		event("e3", acmecrm.EventContactCreated, "c2", at, "Bob"), event("e4", acmecrm.EventContactDeleted, "c2", at.Add(time.Second), ""))
 	p.eventually("all events processed", func() bool { return p.count(`SELECT count(*) FROM webhook_events WHERE status = 'processed'`) == 4 })
 	c1, _ := p.contact("c1")
 	c2, _ := p.contact("c2")
 	if c1.FirstName != "Anna" || c2.Status != "deleted" || c2.DeletedAt == nil {
 		t.Errorf("contacts: %+v / %+v", c1, c2)
+	}
+	var crmID string
+	if err := p.store.Pool().QueryRow(context.Background(), `SELECT custom_fields->>'crmId' FROM contacts WHERE source_id = 'c1'`).Scan(&crmID); err != nil ||
+		crmID != "12345678901234567890" || c1.CustomFields["crmId"] != json.Number("12345678901234567890") {
+		t.Errorf("custom number: stored %q, read %#v (%v)", crmID, c1.CustomFields["crmId"], err)
 	}
 	// The consumer may apply a record before the relay's transaction that
 	// published it commits (and deletes its outbox row).

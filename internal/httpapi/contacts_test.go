@@ -82,8 +82,11 @@ func TestCreateContactBadInput(t *testing.T) {
 	if r := b.call("POST", "/api/contacts", b.user, `{"firstName": "a",`); r.status != 400 || r.errCode() != "MALFORMED_JSON" {
 		t.Errorf("malformed: %d %s", r.status, r.body)
 	}
-	if r := b.call("POST", "/api/contacts", b.user, `{"firstName": 5}`); r.status != 400 || !strings.Contains(string(r.body), "firstName") {
-		t.Errorf("wrong type: %d %s", r.status, r.body)
+	// Paths name the body's members, not the Go structs behind them.
+	for body, path := range map[string]string{`{"firstName": 5}`: "firstName", `{"customFields": "x"}`: "customFields", `{"address": {"city": 1}}`: "address.city"} {
+		if r := b.call("POST", "/api/contacts", b.user, body); r.status != 400 || !strings.Contains(string(r.body), `"path":"`+path+`"`) {
+			t.Errorf("wrong type %s: %d %s", body, r.status, r.body)
+		}
 	}
 	if r := b.call("POST", "/api/contacts", b.user, `{} {}`); r.status != 400 || r.errCode() != "MALFORMED_JSON" {
 		t.Errorf("two values: %d %s", r.status, r.body)

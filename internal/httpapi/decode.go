@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode"
 
 	"github.com/acmecrm/acmecrm"
 )
@@ -81,10 +82,7 @@ func unmarshalStrict(b []byte, v any) error {
 		return acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "malformed JSON: %v", err)
 	case errors.As(err, &typ):
 		var p acmecrm.Problems
-		field := typ.Field
-		if field == "" {
-			field = "(body)"
-		}
+		field := jsonPath(typ.Field)
 		p.Add(field, "must be %s", jsonType(typ.Type.Kind().String()))
 		return p.Err("the body has a field of the wrong type")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -94,6 +92,23 @@ func unmarshalStrict(b []byte, v any) error {
 	default:
 		return acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "malformed JSON: %v", err)
 	}
+}
+
+// jsonPath is the path of a decoding error in the body's own names:
+// encoding/json names the Go structs a field is promoted from
+// ("ContactFields.firstName"), and no member of our bodies starts with an
+// upper-case letter.
+func jsonPath(field string) string {
+	var parts []string
+	for _, part := range strings.Split(field, ".") {
+		if part != "" && !unicode.IsUpper(rune(part[0])) {
+			parts = append(parts, part)
+		}
+	}
+	if len(parts) == 0 {
+		return "(body)"
+	}
+	return strings.Join(parts, ".")
 }
 
 func jsonType(goKind string) string {

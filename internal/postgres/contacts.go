@@ -1,9 +1,7 @@
 package postgres
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -25,27 +23,11 @@ const contactCols = `id, first_name, last_name, email, phone, company, title,
 	street, city, state, zip_code, country, notes, status, tags, custom_fields,
 	source, source_id, created_at, updated_at, deleted_at, version`
 
-// exactObject scans a jsonb object with its numbers as written
-// (json.Number). Decoded into float64 they would lose digits beyond 2^53,
-// and a number beyond a double's range would make the row unreadable.
-type exactObject map[string]any
-
-func (o *exactObject) UnmarshalJSON(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var m map[string]any
-	if err := dec.Decode(&m); err != nil {
-		return err
-	}
-	*o = m
-	return nil
-}
-
 func scanContact(row pgx.Row) (acmecrm.Contact, error) {
 	var c acmecrm.Contact
 	a := &c.Address
 	err := row.Scan(&c.ID, &c.FirstName, &c.LastName, &c.Email, &c.Phone, &c.Company, &c.Title,
-		&a.Street, &a.City, &a.State, &a.ZipCode, &a.Country, &c.Notes, &c.Status, &c.Tags, (*exactObject)(&c.CustomFields),
+		&a.Street, &a.City, &a.State, &a.ZipCode, &a.Country, &c.Notes, &c.Status, &c.Tags, &c.CustomFields,
 		&c.Source, &c.SourceID, &c.CreatedAt, &c.UpdatedAt, &c.DeletedAt, &c.Version)
 	return c, err
 }
@@ -226,7 +208,7 @@ func (s *Store) UpsertAcmeContact(ctx context.Context, sourceID string, f acmecr
 			RETURNING `+contactCols+`, xmax = 0`, append(fieldArgs(f), acmecrm.SourceAcme, sourceID)...)
 		var a = &c.Address
 		err := row.Scan(&c.ID, &c.FirstName, &c.LastName, &c.Email, &c.Phone, &c.Company, &c.Title,
-			&a.Street, &a.City, &a.State, &a.ZipCode, &a.Country, &c.Notes, &c.Status, &c.Tags, (*exactObject)(&c.CustomFields),
+			&a.Street, &a.City, &a.State, &a.ZipCode, &a.Country, &c.Notes, &c.Status, &c.Tags, &c.CustomFields,
 			&c.Source, &c.SourceID, &c.CreatedAt, &c.UpdatedAt, &c.DeletedAt, &c.Version, &created)
 		if errors.Is(err, pgx.ErrNoRows) {
 			// Nothing changed: answer with the row as it is.
