@@ -66,10 +66,15 @@ func hasNULEscape(b []byte) bool {
 	}
 }
 
-// nulProblems walks b's tokens and lists every string and member name
-// holding U+0000, by path ("data.acme_tags.0"; "(body)" for the top). It
-// only runs when hasNULEscape found one; a body that turns out malformed
-// yields no problems, so that its parser reports the syntax instead.
+// maxNULProblems bounds the list: each path costs its depth to build, and a
+// hostile body could hold many NULs deep down.
+const maxNULProblems = 20
+
+// nulProblems walks b's tokens and lists the strings and member names
+// holding U+0000 (the first maxNULProblems), by path ("data.acme_tags.0";
+// "(body)" for the top). It only runs when hasNULEscape found one; a body
+// that turns out malformed yields no problems, so that its parser reports
+// the syntax instead.
 func nulProblems(b []byte) Problems {
 	type frame struct {
 		object    bool
@@ -110,7 +115,7 @@ func nulProblems(b []byte) Problems {
 	dec.UseNumber()
 	for {
 		tok, err := dec.Token()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) || len(p) >= maxNULProblems {
 			return p
 		}
 		if err != nil {

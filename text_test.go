@@ -78,6 +78,12 @@ func TestCheckJSONText(t *testing.T) {
 			}
 		})
 	}
+	// A hostile body with NULs everywhere, deep down, costs a bounded list.
+	deep := strings.Repeat("[", 50000) + strings.Repeat(`"\u0000",`, 50000) + `0` + strings.Repeat("]", 50000)
+	var e *Error
+	if err := CheckJSONText([]byte(deep)); !errors.As(err, &e) || len(e.Details.(map[string]any)["errors"].([]FieldError)) != maxNULProblems {
+		t.Fatalf("deep NULs: %v", err)
+	}
 	if err := CheckJSONText([]byte("{\"a\":\"ok\",\"b\":\"\xff\"}")); err == nil || !strings.Contains(err.Error(), "byte 15") {
 		t.Fatalf("the invalid byte's offset is not reported: %v", err)
 	}
