@@ -33,9 +33,6 @@ type ContactQuery struct {
 	IncludeDeleted bool
 }
 
-// searchExpr is the expression the trigram index of migration 00002 covers.
-const searchExpr = `(first_name || ' ' || last_name || ' ' || email || ' ' || company)`
-
 // escapeLike makes s match literally inside a LIKE pattern.
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
@@ -55,7 +52,9 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 		return "$" + strconv.Itoa(len(args))
 	}
 	if q.Search != "" {
-		where = append(where, searchExpr+` ILIKE `+arg("%"+escapeLike(q.Search)+"%")+` ESCAPE '\'`)
+		// search_text is name, email and company folded by
+		// contact_search_fold (migration 00009), under a trigram index.
+		where = append(where, `search_text LIKE contact_search_fold(`+arg("%"+escapeLike(q.Search)+"%")+`) ESCAPE '\'`)
 	}
 	if q.Source != "" {
 		where = append(where, "source = "+arg(q.Source))
