@@ -20,9 +20,10 @@ const usersUsage = `Usage:
   acmecrm users set-role NAME user|admin
   acmecrm users delete NAME
 
-Manages the REST API's users in the configured deployment (DATABASE_URL,
-REDIS_URL, …). Changing a role or deleting a user also revokes every token
-the user holds.
+Manages the REST API's users in the configured deployment. create and list
+need only DATABASE_URL (or the POSTGRES_* variables); set-role and delete
+also revoke every token the user holds, so they read the service's whole
+configuration (REDIS_URL, JWT_* …).
 `
 
 func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -78,16 +79,27 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError{fmt.Sprintf("users %s: role must be user or admin, not %q", action, role)}
 	}
 
-	cfg, err := loadConfig(getenv)
+	// create and list touch the database alone: like migrate and dlq they
+	// need DATABASE_URL (or POSTGRES_*) and none of the service's secrets.
+	// set-role and delete also revoke tokens, in Redis, as the service does.
+	var cfg config
+	var dbURL string
+	var err error
+	if action == "set-role" || action == "delete" {
+		cfg, err = loadConfig(getenv)
+		dbURL = cfg.DatabaseURL
+	} else {
+		dbURL, err = loadDatabaseConfig(getenv)
+	}
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.Open(ctx, cfg.DatabaseURL, 2)
+	pool, err := postgres.Open(ctx, dbURL, 2)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	store := postgres.NewStore(pool, postgres.StoreOptions{ContactsTopic: cfg.ContactsTopic})
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
 
 	switch action {
 	case "create":

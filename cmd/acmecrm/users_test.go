@@ -45,7 +45,11 @@ func TestAdminBootstrapAndUsersCommand(t *testing.T) {
 		t.Fatalf("bootstrap admin cannot log in or use admin routes: %d", code)
 	}
 
-	if code, _, stderr := runCLI(t, env(vars), "users", "create", "--username", "ann@example.com", "--password", "ann-password"); code != 0 {
+	// The users command needs the database only: an operator's shell with
+	// DATABASE_URL alone (the production defaults for everything else,
+	// which refuse the development secrets) is enough.
+	dbOnly := map[string]string{"DATABASE_URL": vars["DATABASE_URL"]}
+	if code, _, stderr := runCLI(t, env(dbOnly), "users", "create", "--username", "ann@example.com", "--password", "ann-password"); code != 0 {
 		t.Fatalf("users create: %d %s", code, stderr)
 	}
 	code, annTok := login(t, s.base, "ann@example.com", "ann-password")
