@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -203,14 +202,10 @@ func ValidateSource(p *Problems, source, sourceID string) {
 	}
 }
 
-// invisible is a rune an address cannot hold: white space of any kind
-// (U+00A0, U+2028 …), controls, and what is not printable at all.
-func invisible(r rune) bool { return unicode.IsSpace(r) || !unicode.IsGraphic(r) }
-
 // ValidEmail reports whether s is a plain address (no display name) of at
 // most 255 bytes with a dotted domain.
 func ValidEmail(s string) bool {
-	if len(s) > maxEmail || strings.ContainsAny(s, "<>") || strings.IndexFunc(s, invisible) >= 0 {
+	if len(s) > maxEmail || strings.ContainsAny(s, "<>") || HasInvisible(s) {
 		return false
 	}
 	a, err := mail.ParseAddress(s)

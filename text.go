@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -16,6 +17,13 @@ import (
 // door (400) and never reach a query, where it would fail as a 500.
 func ValidText(s string) bool {
 	return utf8.ValidString(s) && strings.IndexByte(s, 0) < 0
+}
+
+// HasInvisible reports whether s holds white space of any kind (U+00A0,
+// U+2028 …), a control character, or anything else not printable: what an
+// address or a user name must not contain, lest two look the same.
+func HasInvisible(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return unicode.IsSpace(r) || !unicode.IsGraphic(r) }) >= 0
 }
 
 // CheckJSONText refuses a JSON body whose text the service could not store

@@ -27,6 +27,15 @@ func TestValidText(t *testing.T) {
 	}
 }
 
+func TestHasInvisible(t *testing.T) {
+	for s, want := range map[string]bool{"ann@example.com": false, "Zoë-Ærø": false, "a b": true, "a\u00a0b": true,
+		"a\u200bb": true, "a\x01": true, "a\u2028": true, "tab\t": true, "": false} {
+		if got := HasInvisible(s); got != want {
+			t.Errorf("HasInvisible(%q) = %v, want %v", s, got, want)
+		}
+	}
+}
+
 func TestCheckJSONText(t *testing.T) {
 	type problem struct{ path, message string }
 	nul, member := "must not contain NUL characters", "must not have a member name with a NUL character"

@@ -363,8 +363,15 @@ func loadConfig(getenv func(string) string) (config, error) {
 		r.fail("ADMIN_PASSWORD", "ADMIN_USERNAME and ADMIN_PASSWORD must be set together")
 	case c.AdminPassword != "" && len(c.AdminPassword) < auth.MinPasswordLength:
 		r.fail("ADMIN_PASSWORD", "must be at least %d characters", auth.MinPasswordLength)
+	case len(c.AdminPassword) > auth.MaxPasswordBytes:
+		r.fail("ADMIN_PASSWORD", "must be at most %d bytes (bcrypt's limit)", auth.MaxPasswordBytes)
 	case c.AdminPassword == demoAdminPassword && c.Env != "development":
 		r.fail("ADMIN_PASSWORD", "the demo password cannot be used when APP_ENV=%s", c.Env)
+	}
+	if c.AdminUsername != "" {
+		if err := auth.CheckUsername(c.AdminUsername); err != nil {
+			r.fail("ADMIN_USERNAME", "%v", err)
+		}
 	}
 	c.Limits.API = r.policy("RATE_LIMIT_API", "api")
 	c.Limits.Login = r.policy("RATE_LIMIT_LOGIN", "login")

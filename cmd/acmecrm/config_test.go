@@ -199,6 +199,30 @@ func TestWebhookSecretRules(t *testing.T) {
 	}
 }
 
+// The first admin's name and password are checked before anything starts:
+// a start-up that could not create the admin must not get that far.
+func TestAdminAccountRules(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ user, password, wantIn string }{
+		{"root@example.com", "a-strong-password", ""},
+		{"root@example.com", strings.Repeat("p", 72), ""},
+		{"root@example.com", strings.Repeat("p", 73), "ADMIN_PASSWORD"},
+		{"root@example.com", "short", "ADMIN_PASSWORD"},
+		{"root\x01@example.com", "a-strong-password", "ADMIN_USERNAME"},
+		{"root @example.com", "a-strong-password", "ADMIN_USERNAME"},
+		{"root\u200b@example.com", "a-strong-password", "ADMIN_USERNAME"},
+		{strings.Repeat("r", 256), "a-strong-password", "ADMIN_USERNAME"},
+		{"", "a-strong-password", "ADMIN_PASSWORD"},
+	} {
+		e := validEnv()
+		e["ADMIN_USERNAME"], e["ADMIN_PASSWORD"] = c.user, c.password
+		_, err := loadConfig(env(e))
+		if (c.wantIn == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.wantIn)) {
+			t.Errorf("ADMIN_USERNAME %q, ADMIN_PASSWORD of %d bytes: %v, want a problem with %q", c.user, len(c.password), err, c.wantIn)
+		}
+	}
+}
+
 // docs/CONFIGURATION.md documents every variable the code reads.
 func TestConfigurationReferenceIsComplete(t *testing.T) {
 	b, err := os.ReadFile("../../docs/CONFIGURATION.md")

@@ -61,6 +61,9 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		if username == "" {
 			return usageError{"users create: --username is required"}
 		}
+		if err := auth.CheckUsername(username); err != nil {
+			return usageError{"users create: " + err.Error()}
+		}
 		if passwordStdin {
 			line, err := bufio.NewReader(stdin).ReadString('\n')
 			if err != nil && err != io.EOF {

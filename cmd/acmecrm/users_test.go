@@ -52,6 +52,11 @@ func TestAdminBootstrapAndUsersCommand(t *testing.T) {
 	if code, _, stderr := runCLI(t, env(dbOnly), "users", "create", "--username", "ann@example.com", "--password", "ann-password"); code != 0 {
 		t.Fatalf("users create: %d %s", code, stderr)
 	}
+	for _, bad := range []string{"ctl\x01@example.com", "two words", strings.Repeat("u", 256)} {
+		if code, _, stderr := runCLI(t, env(dbOnly), "users", "create", "--username", bad, "--password", "ann-password"); code != 2 || !strings.Contains(stderr, "user name") {
+			t.Errorf("users create %q: %d %s", bad, code, stderr)
+		}
+	}
 	code, annTok := login(t, s.base, "ann@example.com", "ann-password")
 	if code != 200 {
 		t.Fatalf("new user login: %d", code)

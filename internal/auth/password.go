@@ -4,16 +4,36 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/acmecrm/acmecrm"
 )
 
 // bcryptCost is bcrypt's work factor: about 50 ms per check on this class
 // of machine.
 const bcryptCost = 10
 
-// MinPasswordLength is the shortest password accepted for new users.
-const MinPasswordLength = 8
+// MinPasswordLength is the shortest password accepted for new users, and
+// MaxPasswordBytes the longest (bcrypt reads no further).
+const (
+	MinPasswordLength = 8
+	MaxPasswordBytes  = 72
+)
+
+// CheckUsername refuses a user name that is empty, longer than 255 bytes
+// (the column's limit), not UTF-8, or holding white space, control or
+// other invisible characters, with which two names could look the same.
+func CheckUsername(name string) error {
+	switch {
+	case name == "" || len(name) > 255:
+		return errors.New("user name must be 1–255 bytes")
+	case !utf8.ValidString(name) || acmecrm.HasInvisible(name):
+		return errors.New("user name must be printable UTF-8 without white space")
+	}
+	return nil
+}
 
 // HashPassword hashes a password for storage.
 func HashPassword(password string) (string, error) {
@@ -26,8 +46,8 @@ func HashPasswordCost(password string, cost int) (string, error) {
 	if len(password) < MinPasswordLength {
 		return "", fmt.Errorf("password must be at least %d characters", MinPasswordLength)
 	}
-	if len(password) > 72 {
-		return "", errors.New("password must be at most 72 bytes (bcrypt's limit)")
+	if len(password) > MaxPasswordBytes {
+		return "", fmt.Errorf("password must be at most %d bytes (bcrypt's limit)", MaxPasswordBytes)
 	}
 	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
 	return string(h), err
