@@ -3,6 +3,7 @@ package simulator
 import (
 	"context"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -144,5 +145,26 @@ func TestLoadReportsUnreachableReceivers(t *testing.T) {
 	}
 	if _, err := NewLoad(LoadOptions{URL: "ftp://127.0.0.1/x", Key: testKey, Events: 1}); err == nil {
 		t.Fatal("ftp URL accepted")
+	}
+}
+
+// Options that would make a run send nothing, or forever, are refused.
+func TestLoadRefusesOptionsThatCannotRun(t *testing.T) {
+	t.Parallel()
+	for name, o := range map[string]LoadOptions{
+		"NaN rate":       {Rate: math.NaN(), Events: 1},
+		"infinite rate":  {Rate: math.Inf(1), Events: 1},
+		"huge rate":      {Rate: 1e308, Events: 1},
+		"negative rate":  {Rate: -1, Events: 1},
+		"NaN ratio":      {DuplicateRatio: math.NaN(), Events: 1},
+		"ratio above 1":  {DeleteRatio: 1.5, Events: 1},
+		"negative count": {Events: -3, Duration: time.Second},
+		"negative time":  {Duration: -time.Second, Events: 5},
+		"neither":        {},
+	} {
+		o.URL, o.Key = "http://127.0.0.1:1/api/webhooks", testKey
+		if _, err := NewLoad(o); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

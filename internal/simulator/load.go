@@ -105,18 +105,24 @@ type Load struct {
 	contacts  int
 }
 
+// maxLoadRate bounds --rate: beyond it the pacing's slot count (seconds ×
+// rate, an int) would overflow, and no receiver takes that much anyway.
+const maxLoadRate = 10_000_000
+
 // NewLoad prepares a run.
 func NewLoad(opts LoadOptions) (*Load, error) {
 	switch {
 	case opts.URL == "":
 		return nil, fmt.Errorf("no receiver URL")
-	case opts.Duration <= 0 && opts.Events <= 0:
+	case opts.Duration < 0 || opts.Events < 0:
+		return nil, fmt.Errorf("duration and events must not be negative")
+	case opts.Duration == 0 && opts.Events == 0:
 		return nil, fmt.Errorf("give a duration or a number of events")
-	case opts.Rate < 0:
-		return nil, fmt.Errorf("rate must not be negative")
+	case !(opts.Rate >= 0 && opts.Rate <= maxLoadRate): // NaN fails both
+		return nil, fmt.Errorf("rate must be from 0 to %d events per second", maxLoadRate)
 	}
 	for _, r := range []float64{opts.DeleteRatio, opts.DuplicateRatio, opts.ReorderRatio} {
-		if r < 0 || r > 1 {
+		if !(r >= 0 && r <= 1) {
 			return nil, fmt.Errorf("ratios must be between 0 and 1")
 		}
 	}
