@@ -466,7 +466,7 @@ func (r *envReader) tracing() telemetry.TracingConfig {
 		}
 	}
 	ratio, err := strconv.ParseFloat(r.str("OTEL_TRACES_SAMPLER_ARG"), 64)
-	if err != nil || ratio < 0 || ratio > 1 {
+	if err != nil || !(ratio >= 0 && ratio <= 1) { // NaN fails both
 		r.fail("OTEL_TRACES_SAMPLER_ARG", "not a number between 0 and 1")
 	}
 	c.SampleRatio = ratio

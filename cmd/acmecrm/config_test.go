@@ -199,6 +199,17 @@ func TestWebhookSecretRules(t *testing.T) {
 	}
 }
 
+func TestTraceSampleRatio(t *testing.T) {
+	t.Parallel()
+	for v, ok := range map[string]bool{"0": true, "0.25": true, "1": true, "1.5": false, "-0.1": false, "NaN": false, "Inf": false, "half": false} {
+		e := validEnv()
+		e["OTEL_TRACES_SAMPLER_ARG"] = v
+		if _, err := loadConfig(env(e)); (err == nil) != ok {
+			t.Errorf("OTEL_TRACES_SAMPLER_ARG=%s: %v", v, err)
+		}
+	}
+}
+
 // The first admin's name and password are checked before anything starts:
 // a start-up that could not create the admin must not get that far.
 func TestAdminAccountRules(t *testing.T) {
