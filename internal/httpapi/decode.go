@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"github.com/acmecrm/acmecrm"
 )
@@ -101,7 +102,7 @@ func unmarshalStrict(b []byte, v any) error {
 func jsonPath(field string) string {
 	var parts []string
 	for _, part := range strings.Split(field, ".") {
-		if part != "" && !unicode.IsUpper(rune(part[0])) {
+		if first, _ := utf8.DecodeRuneInString(part); part != "" && !unicode.IsUpper(first) {
 			parts = append(parts, part)
 		}
 	}
