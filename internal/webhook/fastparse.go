@@ -26,9 +26,10 @@ import (
 var fastParsers fastjson.ParserPool
 
 // fastParse returns the event fields of body and true, or false when the
-// schema validator must decide.
+// schema validator must decide. body is UTF-8: Parse refuses anything else
+// (acmecrm.CheckJSONText) before either path reads it.
 func fastParse(body []byte) (ev acmecrm.Event, ts string, legacy, ok bool) {
-	if len(body) == 0 || !utf8.Valid(body) || hasEscapedSurrogate(body) || !json.Valid(body) {
+	if len(body) == 0 || hasEscapedSurrogate(body) || !json.Valid(body) {
 		return ev, "", false, false
 	}
 	p := fastParsers.Get()
