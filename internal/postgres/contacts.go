@@ -105,18 +105,20 @@ func (e *VersionConflict) Error() string {
 }
 
 // explainMiss tells why a conditional write on id matched no row: the
-// contact is missing or deleted (not found), or its version moved on.
-func (s *Store) explainMiss(ctx context.Context, tx pgx.Tx, id string, provided int64) error {
-	var current int64
-	var deleted bool
-	err := tx.QueryRow(ctx, `SELECT version, deleted_at IS NOT NULL FROM contacts WHERE id = $1`, id).Scan(&current, &deleted)
-	if errors.Is(err, pgx.ErrNoRows) || deleted {
-		return notFound("contact")
+// contact is missing or deleted (not found), or its version moved on
+// (*VersionConflict). Otherwise it is live at the provided version — the
+// write's other conditions failed — and is returned as it is.
+func (s *Store) explainMiss(ctx context.Context, tx pgx.Tx, id string, provided int64) (acmecrm.Contact, error) {
+	c, err := scanContact(tx.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = $1`, id))
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) || err == nil && c.DeletedAt != nil:
+		return c, notFound("contact")
+	case err != nil:
+		return c, err
+	case c.Version != provided:
+		return c, &VersionConflict{Current: c.Version, Provided: provided}
 	}
-	if err != nil {
-		return err
-	}
-	return &VersionConflict{Current: current, Provided: provided}
+	return c, nil
 }
 
 // ReplaceContact sets every editable field of a live contact in one
@@ -137,17 +139,10 @@ func (s *Store) ReplaceContact(ctx context.Context, id string, version int64, f 
 			      IS DISTINCT FROM ($3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::text[], $17::jsonb)
 			RETURNING `+contactCols, append([]any{id, version}, fieldArgs(f)...)...))
 		if errors.Is(err, pgx.ErrNoRows) {
-			// Missing, deleted, stale — or the same content at this version.
-			c, err = scanContact(tx.QueryRow(ctx, `SELECT `+contactCols+` FROM contacts WHERE id = $1`, id))
-			switch {
-			case errors.Is(err, pgx.ErrNoRows) || err == nil && c.DeletedAt != nil:
-				return notFound("contact")
-			case err != nil:
-				return err
-			case c.Version != version:
-				return &VersionConflict{Current: c.Version, Provided: version}
-			}
-			return nil
+			// Missing, deleted, stale — or else the same content at this
+			// version, which changes nothing.
+			c, err = s.explainMiss(ctx, tx, id, version)
+			return err
 		}
 		if err != nil {
 			return err
@@ -173,7 +168,11 @@ func (s *Store) DeleteContact(ctx context.Context, id string, version *int64) (a
 			if version != nil {
 				provided = *version
 			}
-			return s.explainMiss(ctx, tx, id, provided)
+			cur, err := s.explainMiss(ctx, tx, id, provided)
+			if err == nil { // live at that version: only a concurrent change explains the miss
+				err = &VersionConflict{Current: cur.Version, Provided: provided}
+			}
+			return err
 		}
 		if err != nil {
 			return err
