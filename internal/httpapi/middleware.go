@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"sort"
 	"time"
@@ -221,15 +222,23 @@ func limitBody(next http.Handler, max int64, now func() time.Time) http.Handler 
 	})
 }
 
-// refuseUnstorableURL answers 400 for a request whose path or query holds
-// text PostgreSQL cannot compare or store (not UTF-8, or U+0000, both easy
-// to send as %FF or %00), naming each parameter, before a handler passes it
-// to a query where it would fail as a 500.
-func refuseUnstorableURL(next http.Handler, logger *slog.Logger, now func() time.Time) http.Handler {
+// checkURL answers 400 for a request whose path or query a handler cannot
+// read as meant, naming each parameter, before a handler passes it on:
+//   - text PostgreSQL cannot compare or store (not UTF-8, or U+0000, both
+//     easy to send as %FF or %00), which would fail in a query as a 500;
+//   - a query string that is not well formed (a bad %-escape, or `;` as a
+//     separator): Go drops such pairs, so `?search=%zz` would list every
+//     contact instead of saying what is wrong;
+//   - a parameter given more than once: every parameter takes one value,
+//     and picking one of two silently is a guess.
+func checkURL(next http.Handler, logger *slog.Logger, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var p acmecrm.Problems
 		if !acmecrm.ValidText(r.URL.Path) {
 			p.Add("(path)", "must be UTF-8 text without NUL characters")
+		}
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			p.Add("(query)", "is not a well-formed query string: %v", err)
 		}
 		q := r.URL.Query()
 		names := make([]string, 0, len(q))
@@ -242,6 +251,9 @@ func refuseUnstorableURL(next http.Handler, logger *slog.Logger, now func() time
 				p.Add("(query)", "parameter names must be UTF-8 text without NUL characters")
 				continue
 			}
+			if len(q[name]) > 1 {
+				p.Add(name, "must be given once")
+			}
 			for _, v := range q[name] {
 				if !acmecrm.ValidText(v) {
 					p.Add(name, "must be UTF-8 text without NUL characters")
@@ -249,7 +261,7 @@ func refuseUnstorableURL(next http.Handler, logger *slog.Logger, now func() time
 				}
 			}
 		}
-		if err := p.Err("the request URL has text that is not UTF-8 or holds a NUL character"); err != nil {
+		if err := p.Err("invalid request URL"); err != nil {
 			writeError(w, r, logger, now, err)
 			return
 		}

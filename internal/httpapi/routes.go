@@ -13,9 +13,10 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, metrics: opts.Metrics, logger: opts.Logger, now: opts.Now}
 	// Bodies are capped before anything reads them.
 	body := func(h http.Handler) http.Handler { return limitBody(h, opts.MaxBodyBytes, opts.Now) }
-	// Authenticated routes read paths and queries into SQL parameters: text
-	// PostgreSQL cannot hold is refused first (after the token is checked).
-	text := func(h http.Handler) http.Handler { return refuseUnstorableURL(h, opts.Logger, opts.Now) }
+	// Authenticated routes read paths and queries into SQL parameters: a
+	// URL they cannot read as meant is refused first (after the token is
+	// checked).
+	text := func(h http.Handler) http.Handler { return checkURL(h, opts.Logger, opts.Now) }
 	user := func(h http.Handler) http.Handler { return body(g.authenticated("", text(h))) }
 	public := func(h http.Handler) http.Handler { return body(g.limitByIP(opts.Limits.Public, h)) }
 

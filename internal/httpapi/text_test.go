@@ -104,3 +104,48 @@ func names(path string) string {
 	}
 	return `"path":"` + path + `"`
 }
+
+// A query Go cannot parse in full used to lose the pairs it could not read:
+// `?search=%zz` listed every contact, `?limit=5;x` gave the default page.
+// And of a parameter given twice the first value won without a word. Both
+// are now 400s that name the place, on every route that reads a query.
+func TestMalformedQueriesAreRefused(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	for _, name := range []string{"Qxone", "Qxtwo"} {
+		c := newContact(name)
+		c["firstName"] = name
+		b.create(c)
+	}
+
+	bad := []struct{ token, url, where, says string }{
+		{b.user, "/api/contacts?search=%zz", "(query)", "invalid URL escape"},
+		{b.user, "/api/contacts?search=ab%", "(query)", "invalid URL escape"},
+		{b.user, "/api/contacts?limit=1;page=2", "(query)", "semicolon"},
+		{b.user, "/api/contacts?limit=1&limit=2", "limit", "must be given once"},
+		{b.user, "/api/contacts?search=qxone&search=qxtwo", "search", "must be given once"},
+		{b.user, "/api/webhooks?status=processed&status=dead", "status", "must be given once"},
+		{b.user, "/api/webhooks/pending?cursor=%g0", "(query)", "invalid URL escape"},
+		{b.admin, "/api/admin/dead-letters?limit=1&limit=1", "limit", "must be given once"},
+		{b.admin, "/api/simulator/webhooks/history?offset=0;", "(query)", "semicolon"},
+	}
+	for _, c := range bad {
+		r := b.call("GET", c.url, c.token, nil)
+		if r.status != 400 || r.errCode() != "INVALID_INPUT" || !strings.Contains(string(r.body), names(c.where)) || !strings.Contains(string(r.body), c.says) {
+			t.Errorf("GET %s: %d %s, want 400 at %q saying %q", c.url, r.status, r.body, c.where, c.says)
+		}
+	}
+	// Well-formed queries, escapes included, still work.
+	good := []string{
+		"/api/contacts?search=qxone",
+		"/api/contacts?search=%71xone",
+		"/api/contacts?search=Qx%6Fne&limit=5&page=1",
+		"/api/contacts?search=qxone&",
+	}
+	for _, u := range good {
+		r := b.call("GET", u, b.user, nil)
+		if r.status != 200 || !strings.Contains(string(r.body), `"totalItems":1`) {
+			t.Errorf("GET %s: %d %s, want the one contact Qxone", u, r.status, r.body)
+		}
+	}
+}
