@@ -69,7 +69,7 @@ base="http://127.0.0.1:$port"
 # enough that one benchmark user is never refused.
 start_service() { # [dev flags...]
   HTTP_ADDR=127.0.0.1:$port LOG_LEVEL=${BENCH_LOG_LEVEL:-info} LOG_FORMAT=json \
-    RATE_LIMIT_API=100000000/1s RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_WEBHOOK=100000000/1s \
+    RATE_LIMIT_API=1000000/1s RATE_LIMIT_LOGIN=1000/1s RATE_LIMIT_WEBHOOK=1000000/1s \
     "$BIN" dev --data "$work/data" "$@" >>"$work/service.log" 2>&1 &
   svc=$!
   for _ in $(seq 1 600); do

@@ -46,7 +46,7 @@ const defaultJWTSecret = "dev-only-insecure-jwt-secret-change-me"
 var envVars = []envVar{
 	{"APP_ENV", "production", "development | test | production. Development relaxes the JWT_SECRET check; `acmecrm dev` sets it."},
 	{"PORT", "3000", "HTTP listen port."},
-	{"HTTP_ADDR", "", "Full listen address (host:port); overrides PORT when set."},
+	{"HTTP_ADDR", "", "Full listen address (host:port, numeric port); overrides PORT when set."},
 	{"LOG_LEVEL", "info", "debug | info | warn | error."},
 	{"LOG_FORMAT", "json", "json | text."},
 	{"DATABASE_URL", "", "PostgreSQL URL; when empty it is built from the POSTGRES_* variables."},
@@ -85,7 +85,7 @@ var envVars = []envVar{
 	{"KAFKA_TOPIC_CONTACT_EVENTS", "contact-events", "Topic of the webhook events."},
 	{"KAFKA_TOPIC_DLQ", "contact-events-dlq", "Dead-letter topic of events that failed every retry."},
 	{"KAFKA_CONSUMER_GROUP", "contact-events-group", "Consumer group of the contact-events consumer."},
-	{"KAFKA_SESSION_TIMEOUT", "45s", "Consumer group session timeout: how long a crashed consumer's partitions wait before others take them."},
+	{"KAFKA_SESSION_TIMEOUT", "45s", "Consumer group session timeout: how long a crashed consumer's partitions wait before others take them, 3s to 30m."},
 	{"EVENT_MAX_RETRIES", "5", "Retries of a failing event (after the first attempt) before it is dead-lettered."},
 	{"INGEST_WRITERS", "2", "Webhook batches committing at once."},
 	{"INGEST_MAX_BATCH", "512", "Most webhooks in one coalesced insert."},
@@ -97,10 +97,10 @@ var envVars = []envVar{
 	{"WEBHOOK_SIMULATOR_RETRY_MAX_DELAY", "60000", "Longest retry delay in milliseconds."},
 	{"WEBHOOK_SIMULATOR_TIMEOUT", "10000", "Timeout of one simulator delivery attempt in milliseconds."},
 	{"JWT_SECRET", defaultJWTSecret, "HS256 signing secret, at least 32 bytes outside development."},
-	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h)."},
+	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h), 1m to 8760h."},
 	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
-	{"REQUEST_TIMEOUT", "30s", "Deadline of each HTTP request (504 after it)."},
-	{"SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown waits for in-flight work."},
+	{"REQUEST_TIMEOUT", "30s", "Deadline of each HTTP request (504 after it), 100ms to 1h."},
+	{"SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown waits for in-flight work, 1s to 1h."},
 	{"METRICS_ENABLED", "true", "Serve Prometheus metrics at GET /metrics (on every process, whatever its roles)."},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); spans go to <it>/v1/traces. Tracing is off when this and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT are empty."},
 	{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "", "Full OTLP/HTTP traces URL; overrides OTEL_EXPORTER_OTLP_ENDPOINT."},
@@ -242,17 +242,50 @@ func (r *envReader) boolean(name string) bool {
 	return b
 }
 
-// duration accepts a Go duration ("1h", "300ms") or whole seconds ("3600").
-func (r *envReader) duration(name string) time.Duration {
+// duration accepts a Go duration ("1h", "300ms") or whole seconds
+// ("3600") between min and max. The bounds keep a value from wrapping
+// around (10000000000 seconds is more than a time.Duration holds) and from
+// being useless (a request deadline of 1ns, a token that expires as it is
+// issued).
+func (r *envReader) duration(name string, min, max time.Duration) time.Duration {
 	s := r.str(name)
-	if n, err := strconv.Atoi(s); err == nil && n > 0 {
-		return time.Duration(n) * time.Second
-	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		r.fail(name, "%q is not a positive duration (3600 or 1h)", s)
+	if n, aerr := strconv.ParseInt(s, 10, 64); aerr == nil {
+		d, err = time.Duration(n)*time.Second, nil
+		if n > int64(max/time.Second) || n < 0 {
+			d = max + 1
+		}
+	}
+	if err != nil || d < min || d > max {
+		r.fail(name, "%q is not a duration between %s and %s (whole seconds or a Go duration such as 1h)", s, fmtDuration(min), fmtDuration(max))
 	}
 	return d
+}
+
+// fmtDuration writes a bound the way a person would set it: 1h, not 1h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+// topic reads a Kafka topic name, which brokers restrict to 1–249 ASCII
+// letters, digits, '.', '_' and '-' (and not "." or "..").
+func (r *envReader) topic(name string) string {
+	s := r.str(name)
+	ok := len(s) <= 249 && s != "." && s != ".."
+	for _, c := range s {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-')
+	}
+	if !ok {
+		r.fail(name, "%q is not a Kafka topic name (at most 249 of a-z A-Z 0-9 . _ -)", s)
+	}
+	return s
 }
 
 func (r *envReader) policy(name, policy string) ratelimit.Policy {
@@ -295,6 +328,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Addr = r.str("HTTP_ADDR")
 	if c.Addr == "" {
 		c.Addr = ":" + strconv.Itoa(r.intRange("PORT", 0, 65535))
+	} else if _, port, err := net.SplitHostPort(c.Addr); err != nil {
+		r.fail("HTTP_ADDR", "%q is not host:port (e.g. 127.0.0.1:3000 or :3000)", c.Addr)
+	} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		r.fail("HTTP_ADDR", "%q: the port must be a number between 0 and 65535", c.Addr)
 	}
 	switch lvl := r.oneOf("LOG_LEVEL", "debug", "info", "warn", "error"); lvl {
 	case "debug":
@@ -352,11 +389,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 			r.fail("JWT_SECRET", "must be at least %d bytes when APP_ENV=%s (got %d)", minJWTSecretBytes, c.Env, len(c.JWTSecret))
 		}
 	}
-	c.JWTExpiration = r.duration("JWT_EXPIRATION")
+	c.JWTExpiration = r.duration("JWT_EXPIRATION", time.Minute, 365*24*time.Hour)
 	c.JWTIssuer = r.str("JWT_ISSUER")
 	c.JWTAudience = r.str("JWT_AUDIENCE")
 	c.RedisKeyPrefix = r.str("REDIS_KEY_PREFIX")
-	c.ContactsTopic = r.str("KAFKA_TOPIC_CONTACTS")
 	c.AdminUsername, c.AdminPassword = r.str("ADMIN_USERNAME"), r.str("ADMIN_PASSWORD")
 	switch {
 	case (c.AdminUsername == "") != (c.AdminPassword == ""):
@@ -387,17 +423,26 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	c.WebhookMaxAge = time.Duration(r.intRange("ACME_WEBHOOK_MAX_AGE", 1000, 86400000)) * time.Millisecond
 	c.WebhookMaxBody = int64(r.intRange("WEBHOOK_MAX_BODY_BYTES", 1024, 64<<20))
-	c.EventsTopic = r.str("KAFKA_TOPIC_CONTACT_EVENTS")
-	c.DLQTopic = r.str("KAFKA_TOPIC_DLQ")
+	c.EventsTopic = r.topic("KAFKA_TOPIC_CONTACT_EVENTS")
+	c.DLQTopic = r.topic("KAFKA_TOPIC_DLQ")
+	c.ContactsTopic = r.topic("KAFKA_TOPIC_CONTACTS")
+	switch {
+	case c.EventsTopic == c.DLQTopic:
+		r.fail("KAFKA_TOPIC_DLQ", "must differ from KAFKA_TOPIC_CONTACT_EVENTS (%q): dead letters would be consumed again", c.EventsTopic)
+	case c.ContactsTopic == c.EventsTopic:
+		r.fail("KAFKA_TOPIC_CONTACTS", "must differ from KAFKA_TOPIC_CONTACT_EVENTS (%q): the consumer would read the API's change events as CRM events", c.EventsTopic)
+	case c.ContactsTopic == c.DLQTopic:
+		r.fail("KAFKA_TOPIC_CONTACTS", "must differ from KAFKA_TOPIC_DLQ (%q)", c.DLQTopic)
+	}
 	c.ConsumerGroup = r.str("KAFKA_CONSUMER_GROUP")
 	c.MaxRetries = r.intRange("EVENT_MAX_RETRIES", 0, 100)
-	c.SessionTimeout = r.duration("KAFKA_SESSION_TIMEOUT")
+	c.SessionTimeout = r.duration("KAFKA_SESSION_TIMEOUT", 3*time.Second, 30*time.Minute)
 	c.IngestWriters = r.intRange("INGEST_WRITERS", 1, 64)
 	c.IngestMaxBatch = r.intRange("INGEST_MAX_BATCH", 1, 10000)
 	c.Simulator = r.simulator()
 	c.MaxBodyBytes = int64(r.intRange("MAX_BODY_BYTES", 1024, 1<<30))
-	c.RequestTimeout = r.duration("REQUEST_TIMEOUT")
-	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT")
+	c.RequestTimeout = r.duration("REQUEST_TIMEOUT", 100*time.Millisecond, time.Hour)
+	c.ShutdownTimeout = r.duration("SHUTDOWN_TIMEOUT", time.Second, time.Hour)
 	c.GCPercent = r.intRange("GOGC", 10, 10000)
 	c.Metrics = r.boolean("METRICS_ENABLED")
 	c.Tracing = r.tracing()

@@ -246,3 +246,59 @@ func TestConfigurationReferenceIsComplete(t *testing.T) {
 		}
 	}
 }
+
+// Values that parse but cannot work are refused at start-up, each with its
+// own line, instead of failing later (or never): a duration in seconds too
+// large for time.Duration used to wrap around to a negative one, a 1ns
+// request deadline answered every request 504, and a topic shared by two
+// roles made the consumer read the API's change events as CRM events.
+func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
+	t.Parallel()
+	bad := []struct{ name, value, says string }{
+		{"JWT_EXPIRATION", "10000000000", "between 1m and 8760h"}, // wrapped to −2,346,317 h
+		{"JWT_EXPIRATION", "9223372036", "between 1m and 8760h"},
+		{"JWT_EXPIRATION", "1ns", "between 1m and 8760h"},
+		{"JWT_EXPIRATION", "59", "between 1m and 8760h"},
+		{"JWT_EXPIRATION", "-3600", "between 1m and 8760h"},
+		{"REQUEST_TIMEOUT", "10000000000", "between 100ms and 1h"},
+		{"REQUEST_TIMEOUT", "1ns", "between 100ms and 1h"},
+		{"SHUTDOWN_TIMEOUT", "1ns", "between 1s and 1h"},
+		{"SHUTDOWN_TIMEOUT", "0", "between 1s and 1h"},
+		{"KAFKA_SESSION_TIMEOUT", "1ms", "between 3s and 30m"}, // franz-go refuses it after the servers have started
+		{"KAFKA_SESSION_TIMEOUT", "31m", "between 3s and 30m"},
+		{"HTTP_ADDR", "nonsense", "not host:port"},
+		{"HTTP_ADDR", "127.0.0.1:99999", "between 0 and 65535"},
+		{"HTTP_ADDR", "127.0.0.1:http", "between 0 and 65535"},
+		{"KAFKA_TOPIC_DLQ", "bad topic!", "not a Kafka topic name"},
+		{"KAFKA_TOPIC_CONTACTS", "..", "not a Kafka topic name"},
+		{"KAFKA_TOPIC_CONTACT_EVENTS", strings.Repeat("t", 250), "not a Kafka topic name"},
+		{"KAFKA_TOPIC_CONTACTS", "contact-events", "must differ from KAFKA_TOPIC_CONTACT_EVENTS"},
+		{"KAFKA_TOPIC_DLQ", "contact-events", "must differ from KAFKA_TOPIC_CONTACT_EVENTS"},
+		{"KAFKA_TOPIC_CONTACTS", "contact-events-dlq", "must differ from KAFKA_TOPIC_DLQ"},
+		{"RATE_LIMIT_WEBHOOK", "99999999999999/1ns", "more than 1,000,000 requests a second"},
+	}
+	for _, c := range bad {
+		e := validEnv()
+		e[c.name] = c.value
+		_, err := loadConfig(env(e))
+		var ce configError
+		if !errors.As(err, &ce) || len(ce) != 1 || !strings.HasPrefix(ce[0], c.name+": ") || !strings.Contains(ce[0], c.says) {
+			t.Errorf("%s=%q: err = %v, want one line for %s saying %q", c.name, c.value, err, c.name, c.says)
+		}
+	}
+	good := map[string]string{
+		"JWT_EXPIRATION": "60", "REQUEST_TIMEOUT": "100ms", "SHUTDOWN_TIMEOUT": "1h", "KAFKA_SESSION_TIMEOUT": "6s",
+		"HTTP_ADDR": "[::1]:0", "KAFKA_TOPIC_CONTACTS": "crm.contacts_v2", "RATE_LIMIT_WEBHOOK": "1000000/1s",
+	}
+	e := validEnv()
+	for k, v := range good {
+		e[k] = v
+	}
+	c, err := loadConfig(env(e))
+	if err != nil {
+		t.Fatalf("valid values refused: %v", err)
+	}
+	if c.JWTExpiration != time.Minute || c.RequestTimeout != 100*time.Millisecond || c.ShutdownTimeout != time.Hour || c.SessionTimeout != 6*time.Second {
+		t.Errorf("durations = %s %s %s %s", c.JWTExpiration, c.RequestTimeout, c.ShutdownTimeout, c.SessionTimeout)
+	}
+}

@@ -35,6 +35,12 @@ func ParsePolicy(name, s string) (Policy, error) {
 	if err != nil || period <= 0 {
 		return Policy{}, fmt.Errorf("%q is not N/duration with a positive duration (e.g. 600/1m)", s)
 	}
+	// GCRA spaces requests by Period/Limit; below a microsecond that spacing
+	// is lost to rounding (and is zero in whole nanoseconds), so the limit
+	// would not mean what it says.
+	if period/time.Duration(limit) < time.Microsecond {
+		return Policy{}, fmt.Errorf("%q allows more than 1,000,000 requests a second, more than the limiter can count", s)
+	}
 	return Policy{Name: name, Limit: limit, Period: period}, nil
 }
 

@@ -106,7 +106,10 @@ func TestParsePolicy(t *testing.T) {
 	if err != nil || p.Limit != 600 || p.Period != time.Minute {
 		t.Fatalf("%+v %v", p, err)
 	}
-	for _, bad := range []string{"", "600", "0/1m", "-1/1m", "x/1m", "10/", "10/0s", "10/forever"} {
+	if p, err := ParsePolicy("webhook", "1000000/1s"); err != nil || p.Limit != 1000000 {
+		t.Fatalf("the fastest policy: %+v %v", p, err)
+	}
+	for _, bad := range []string{"", "600", "0/1m", "-1/1m", "x/1m", "10/", "10/0s", "10/forever", "1000001/1s", "1/999ns", "99999999999999/1ns"} {
 		if _, err := ParsePolicy("api", bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
