@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -88,11 +92,115 @@ func unmarshalStrict(b []byte, v any) error {
 		return p.Err("the body has a field of the wrong type")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		var p acmecrm.Problems
-		p.Add(strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`), "is not a known field")
+		paths := unknownMembers(b, reflect.TypeOf(v))
+		if len(paths) == 0 { // not expected: the decoder found one
+			paths = []string{strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)}
+		}
+		for _, path := range paths {
+			p.Add(path, "is not a known field")
+		}
 		return p.Err("the body has an unknown field")
 	default:
 		return acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "malformed JSON: %v", err)
 	}
+}
+
+// unknownMembers lists, with their paths (`address.zip`, `tags[1].x`),
+// every member of the JSON document b that no field of t takes, matching
+// names the way encoding/json does (exactly, or else in any case). The
+// decoder stops at the first unknown member and names it without its path,
+// which leaves a client guessing which `zip` is meant.
+func unknownMembers(b []byte, t reflect.Type) []string {
+	var doc any
+	if json.Unmarshal(b, &doc) != nil {
+		return nil
+	}
+	var out []string
+	walkUnknown(doc, t, "", &out)
+	return out
+}
+
+var unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
+
+func walkUnknown(v any, t reflect.Type, path string, out *[]string) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if reflect.PointerTo(t).Implements(unmarshalerType) {
+		return // it decides what it takes
+	}
+	member := func(k string) string {
+		if path == "" {
+			return k
+		}
+		return path + "." + k
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		m, _ := v.(map[string]any)
+		fields := jsonFields(t)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			ft, ok := fields[k]
+			for name, f := range fields {
+				if !ok && strings.EqualFold(name, k) {
+					ft, ok = f, true
+				}
+			}
+			if !ok {
+				*out = append(*out, member(k))
+				continue
+			}
+			walkUnknown(m[k], ft, member(k), out)
+		}
+	case reflect.Slice, reflect.Array:
+		a, _ := v.([]any)
+		for i, e := range a {
+			walkUnknown(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i), out)
+		}
+	case reflect.Map:
+		m, _ := v.(map[string]any)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			walkUnknown(m[k], t.Elem(), member(k), out)
+		}
+	}
+}
+
+// jsonFields maps the JSON names of t's fields to their types, with the
+// fields of embedded structs promoted as encoding/json promotes them (an
+// outer field wins over a promoted one of the same name).
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := map[string]reflect.Type{}
+	promoted := map[string]reflect.Type{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := f.Tag.Get("json")
+		if tag == "-" {
+			continue
+		}
+		name, _, _ := strings.Cut(tag, ",")
+		if ft := f.Type; f.Anonymous && name == "" {
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
+			if ft.Kind() == reflect.Struct {
+				maps.Copy(promoted, jsonFields(ft))
+				continue
+			}
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	for name, ft := range promoted {
+		if _, ok := fields[name]; !ok {
+			fields[name] = ft
+		}
+	}
+	return fields
 }
 
 // jsonPath is the path of a decoding error in the body's own names:

@@ -149,3 +149,37 @@ func TestMalformedQueriesAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// encoding/json stops at the first unknown member and names it without
+// its path, so `{"address":{"zip":…}}` was refused as an unknown "zip".
+// Every unknown member is now named with its full path, and nothing is
+// written.
+func TestUnknownMembersAreNamedWithTheirPaths(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := newContact("u-1")
+	c["address"] = map[string]any{"street": "1 Main St", "zip": "62701"}
+	c["isAdmin"] = true
+	r := b.call("POST", "/api/contacts", b.user, c)
+	if r.status != 400 || r.errCode() != "INVALID_INPUT" || !strings.Contains(string(r.body), `"path":"address.zip"`) || !strings.Contains(string(r.body), `"path":"isAdmin"`) {
+		t.Errorf("POST with two unknown members: %d %s", r.status, r.body)
+	}
+	if n := b.count(`SELECT count(*) FROM contacts WHERE source_id = 'u-1'`); n != 0 {
+		t.Errorf("refused contact stored (%d rows)", n)
+	}
+	created := b.create(newContact("u-2"))
+	r = b.call("PATCH", "/api/contacts/"+created["id"].(string), b.user, `{"address":{"zip":"1"}}`, "If-Match", `"1"`)
+	if r.status != 400 || !strings.Contains(string(r.body), `"path":"address.zip"`) {
+		t.Errorf("PATCH with an unknown nested member: %d %s", r.status, r.body)
+	}
+	r = b.call("POST", "/api/auth/login", "", `{"username":"x@example.com","password":"pw","remember":true}`)
+	if r.status != 400 || !strings.Contains(string(r.body), `"path":"remember"`) {
+		t.Errorf("login with an unknown member: %d %s", r.status, r.body)
+	}
+	// Members of custom fields are the contact's own: never unknown.
+	ok := newContact("u-3")
+	ok["customFields"] = map[string]any{"zip": "x", "Address": 1}
+	if r := b.call("POST", "/api/contacts", b.user, ok); r.status != 201 {
+		t.Errorf("custom fields named like known members: %d %s", r.status, r.body)
+	}
+}
