@@ -51,7 +51,7 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.Open(ctx, dbURL, 2)
+	pool, err := openDatabase(ctx, dbURL, 2)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ type deps struct {
 func connect(ctx context.Context, cfg config, kafkaOpts ...kgo.Opt) (*deps, error) {
 	d := &deps{}
 	var err error
-	if d.pool, err = postgres.Open(ctx, cfg.DatabaseURL, cfg.PostgresMaxConn); err != nil {
+	if d.pool, err = openDatabase(ctx, cfg.DatabaseURL, cfg.PostgresMaxConn); err != nil {
 		return nil, err
 	}
 	ropts, err := redis.ParseURL(cfg.RedisURL)
@@ -129,6 +129,20 @@ func connect(ctx context.Context, cfg config, kafkaOpts ...kgo.Opt) (*deps, erro
 		return nil, fmt.Errorf("connect to kafka %s: %w", strings.Join(cfg.Kafka.Brokers, ","), err)
 	}
 	return d, nil
+}
+
+// openDatabase opens a pool on a database whose schema this build can use,
+// or says which command to run.
+func openDatabase(ctx context.Context, url string, conns int) (*pgxpool.Pool, error) {
+	pool, err := postgres.Open(ctx, url, conns)
+	if err != nil {
+		return nil, err
+	}
+	if err := postgres.CheckSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
 }
 
 func (d *deps) close() {

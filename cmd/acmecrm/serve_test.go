@@ -206,8 +206,70 @@ func TestServeFailsLoudlyWhenADependencyIsMissing(t *testing.T) {
 	}
 }
 
-// /readyz turns 503 when PostgreSQL goes away, and names it.
-func TestReadinessTurns503WhenPostgresStops(t *testing.T) {
+// A database without the migrations this build needs stops start-up with
+// the command to run. Before, serve started, said it was ready, and
+// answered 500 ("relation does not exist") to every webhook; the users and
+// dlq commands failed with the same raw SQL error.
+func TestUnmigratedDatabaseStopsStartup(t *testing.T) {
+	t.Parallel()
+	empty := infratest.EmptyDatabaseURL(t)
+	behind := infratest.DatabaseURL(t)
+	pool, err := postgres.Open(context.Background(), behind, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var latest int64
+	if err := pool.QueryRow(context.Background(), `DELETE FROM goose_db_version WHERE version_id = (SELECT max(version_id) FROM goose_db_version) RETURNING version_id`).Scan(&latest); err != nil {
+		t.Fatal(err)
+	}
+	pool.Close()
+	cases := []struct {
+		url, says string
+		args      []string
+	}{
+		{empty, "no migrations applied", []string{"serve"}},
+		{behind, fmt.Sprintf("at migration %d and this build needs %d", latest-1, latest), []string{"serve"}},
+		{empty, "no migrations applied", []string{"users", "list"}},
+		{behind, "this build needs", []string{"dlq", "list"}},
+	}
+	for _, c := range cases {
+		vars := testEnv(t)
+		vars["DATABASE_URL"] = c.url
+		var out bytes.Buffer
+		// A serve that starts anyway would run until this deadline.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := run(ctx, c.args, env(vars), &out, &out)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), "acmecrm migrate up") {
+			t.Errorf("%v on a database missing migrations: err = %v, want %q and the command to run", c.args, err, c.says)
+		}
+	}
+	// Once migrated, the same database serves.
+	migrate(t, empty)
+	vars := testEnv(t)
+	vars["DATABASE_URL"] = empty
+	s := startService(t, vars, "serve")
+	if code, _, body := get(t, s.base+"/readyz"); code != 200 {
+		t.Errorf("readyz after migrating: %d %v", code, body)
+	}
+}
+
+// migrate applies every migration to the database at url.
+func migrate(t *testing.T, url string) {
+	t.Helper()
+	pool, err := postgres.Open(context.Background(), url, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if _, err := postgres.Migrate(context.Background(), pool); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// /readyz turns 503 when PostgreSQL goes away, and names it; when it comes
+// back, the same process recovers in every role.
+func TestPostgresOutageAndRecovery(t *testing.T) {
 	t.Parallel()
 	dir, err := devstack.TempDir("acmecrm-ready-")
 	if err != nil {
@@ -219,9 +281,11 @@ func TestReadinessTurns503WhenPostgresStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pg.Stop() })
+	migrate(t, pg.URL("postgres"))
 	vars := testEnv(t)
 	vars["DATABASE_URL"] = pg.URL("postgres")
 	s := startService(t, vars, "serve")
+	port := pg.Port()
 
 	if err := pg.Stop(); err != nil {
 		t.Fatal(err)
@@ -246,6 +310,47 @@ func TestReadinessTurns503WhenPostgresStops(t *testing.T) {
 	// Liveness is about the process, not its dependencies.
 	if code, _, _ := get(t, s.base+"/healthz"); code != 200 {
 		t.Errorf("healthz = %d while postgres is down", code)
+	}
+
+	// PostgreSQL comes back (same data, same port): the same process turns
+	// ready again, and every role recovers without a restart — the receiver
+	// stores, the relay publishes, the consumer applies.
+	pg, err = devstack.StartPostgres(context.Background(), devstack.PostgresOptions{Dir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pg.Stop() })
+	body := contactWebhook("evt_after_outage", "contact.created", "crm-outage", "Back", time.Now())
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		code := postWebhook(t, s.base, body, "application/json", vars["ACME_WEBHOOK_SECRET"])
+		if code == 202 {
+			break
+		}
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("webhook after postgres came back: %d", code)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, _, body := get(t, s.base+"/readyz"); code != 200 {
+		t.Errorf("readyz after recovery: %d %v", code, body)
+	}
+	pool, err := postgres.Open(context.Background(), pg.URL("postgres"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		var first string
+		_ = pool.QueryRow(context.Background(), `SELECT first_name FROM contacts WHERE source_id = 'crm-outage'`).Scan(&first)
+		if first == "Back" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the event accepted after the outage never reached the contacts table")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -97,7 +97,7 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	pool, err := postgres.Open(ctx, dbURL, 2)
+	pool, err := openDatabase(ctx, dbURL, 2)
 	if err != nil {
 		return err
 	}

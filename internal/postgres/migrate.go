@@ -4,9 +4,11 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -52,6 +54,38 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 		return len(res), fmt.Errorf("migrate up: %w", err)
 	}
 	return len(res), nil
+}
+
+// CheckSchema returns an error that says what to run when the database
+// lacks a migration this build needs: a service started on such a database
+// would answer 500 ("relation does not exist") to every request that
+// reaches the missing tables, and report itself ready. It neither takes
+// nor waits for the migration lock.
+func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	p, db, err := provider(pool)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	pending, err := p.HasPending(ctx)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P01" { // no version table: nothing applied
+		pending, err = true, nil
+	}
+	if err != nil {
+		return fmt.Errorf("check the database schema: %w", err)
+	}
+	if !pending {
+		return nil
+	}
+	current, target, err := p.GetVersions(ctx)
+	if err != nil || current < 0 {
+		current = 0
+	}
+	if current == 0 {
+		return fmt.Errorf("the database has no migrations applied and this build needs %d: run `acmecrm migrate up` first", target)
+	}
+	return fmt.Errorf("the database schema is at migration %d and this build needs %d: run `acmecrm migrate up` first", current, target)
 }
 
 // Migrations lists every embedded migration with whether it is applied.
