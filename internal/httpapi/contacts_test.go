@@ -70,6 +70,9 @@ func TestCreateContactBadInput(t *testing.T) {
 			t.Errorf("no problem reported for %s: %s", path, r.body)
 		}
 	}
+	if r := b.call("POST", "/api/contacts", b.user, newContact("x"), "Content-Encoding", "gzip"); r.status != 415 || !strings.Contains(string(r.body), "uncompressed") {
+		t.Errorf("Content-Encoding gzip: %d %s", r.status, r.body)
+	}
 	unknown := newContact("x")
 	unknown["isAdmin"] = true
 	if r := b.call("POST", "/api/contacts", b.user, unknown); r.status != 400 || !strings.Contains(string(r.body), "isAdmin") {
@@ -108,6 +111,10 @@ func TestCreateContactBadInput(t *testing.T) {
 	_ = b.store.Pool().QueryRow(context.Background(), "SELECT count(*) FROM outbox").Scan(&outbox)
 	if outbox != 0 {
 		t.Errorf("bad input wrote %d outbox rows", outbox)
+	}
+	// The identity coding is no coding.
+	if r := b.call("POST", "/api/contacts", b.user, newContact("x"), "Content-Encoding", "identity"); r.status != 201 {
+		t.Errorf("Content-Encoding identity: %d %s", r.status, r.body)
 	}
 }
 

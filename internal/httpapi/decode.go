@@ -39,6 +39,16 @@ func readJSONBody(r *http.Request) ([]byte, error) {
 	if !isJSON(r.Header.Get("Content-Type")) {
 		return nil, acmecrm.Errorf(acmecrm.KindUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "the body must be JSON (Content-Type: application/json)")
 	}
+	// A compressed body would otherwise be read as JSON and refused as
+	// "not valid UTF-8" (or, with a coding that changes nothing, accepted
+	// against what the sender said).
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for _, coding := range strings.Split(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				return nil, acmecrm.Errorf(acmecrm.KindUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE", "Content-Encoding %q is not supported: send the body uncompressed", c)
+			}
+		}
+	}
 	var buf bytes.Buffer
 	if n := r.ContentLength; n > 0 && n <= maxPreallocatedBody {
 		buf.Grow(int(n) + bytes.MinRead) // one allocation instead of io.ReadAll's doublings

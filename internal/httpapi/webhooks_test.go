@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"net/http"
@@ -15,6 +16,14 @@ import (
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
+
+func gzipped(s string) string {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	_, _ = zw.Write([]byte(s))
+	_ = zw.Close()
+	return buf.String()
+}
 
 func createdBody(eventID, contactID, ts string) string {
 	return fmt.Sprintf(`{"event_type":"contact.created","event_id":%q,"timestamp":%q,"data":{"contact_id":%q,`+
@@ -140,6 +149,10 @@ func TestWebhookRejections(t *testing.T) {
 		{"a contact the consumer would refuse", b.post(`{"event_type":"contact.created","event_id":"evt_r2","timestamp":"2025-05-17T17:06:39Z","data":{"contact_id":"c2",`+
 			`"acme_first_name":"J","acme_last_name":"D","acme_email":"j@localhost"}}`, webhookSecret, now), 400, "INVALID_INPUT"},
 		{"not JSON", b.post(good, webhookSecret, now, "Content-Type", "text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE"},
+		// Compressed bodies used to be read as JSON: 400 "not valid UTF-8"
+		// for gzip, and a coding that changes nothing was accepted.
+		{"gzip", b.post(gzipped(good), webhookSecret, now, "Content-Encoding", "gzip"), 415, "UNSUPPORTED_MEDIA_TYPE"},
+		{"a coding that changes nothing", b.post(good, webhookSecret, now, "Content-Encoding", "identity, br"), 415, "UNSUPPORTED_MEDIA_TYPE"},
 		{"too large", b.post(`{"event_type":"x","pad":"`+strings.Repeat("a", 40<<10)+`"}`, webhookSecret, now), 413, "PAYLOAD_TOO_LARGE"},
 	}
 	for _, c := range cases {
