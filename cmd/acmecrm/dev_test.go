@@ -82,6 +82,26 @@ func TestDLQCommand(t *testing.T) {
 	if code, _, _ := runCLI(t, e, "dlq", "replay"); code != 2 {
 		t.Errorf("replay without a selection: exit %d", code)
 	}
+	// Selections that cannot mean what they say are usage errors (they
+	// were ignored, or replayed nothing and reported success), and an id
+	// that names no dead letter fails, as the API's 404 does.
+	for _, args := range [][]string{
+		{"replay", "--id", "-5"},
+		{"replay", "--id", "0"},
+		{"replay", "--id", "1", "--all"},
+		{"replay", "--all", "--event-type", "contact.updated"},
+		{"replay", "--all", "--limit", "5"},
+		{"list", "--limit", "0"},
+		{"list", "--limit", "1001"},
+		{"list", "--all"},
+	} {
+		if code, out, _ := runCLI(t, e, append([]string{"dlq"}, args...)...); code != 2 || strings.Contains(out, "queued") {
+			t.Errorf("dlq %v: exit %d %q, want a usage error", args, code, out)
+		}
+	}
+	if code, out, stderr := runCLI(t, e, "dlq", "replay", "--id", "999999"); code != 1 || !strings.Contains(stderr, "no dead letter with id 999999") {
+		t.Errorf("dlq replay of an unknown id: exit %d %q %q", code, out, stderr)
+	}
 	if code, out, _ := runCLI(t, e, "dlq", "replay", "--all"); code != 0 || !strings.Contains(out, "queued 1") {
 		t.Errorf("dlq replay --all: %d %q", code, out)
 	}

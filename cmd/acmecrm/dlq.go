@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -10,13 +11,14 @@ import (
 )
 
 const dlqUsage = `Usage:
-  acmecrm dlq list   [--event-type T] [--not-replayed] [--limit N]
-  acmecrm dlq replay (--id N | --event-type T | --not-replayed | --all)
+  acmecrm dlq list   [--event-type T] [--not-replayed] [--limit N (1–1000)]
+  acmecrm dlq replay (--id N | --all | --event-type T [--not-replayed] | --not-replayed)
 
 Lists or replays dead letters (events that failed every retry) of the
 configured deployment (DATABASE_URL or POSTGRES_*). A replayed event goes back
 to its topic through the outbox and takes the same idempotent path as any
-event; a running relay publishes it.
+event; a running relay publishes it. Replaying an id that names no dead
+letter fails (exit 1).
 
 Flags:
 `
@@ -43,7 +45,22 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("dlq %s: unexpected argument %q", action, fs.Arg(0))}
 	}
-	if action == "replay" && *id == 0 && *eventType == "" && !*notReplayed && !*all {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case action == "list" && (set["id"] || set["all"]):
+		return usageError{"dlq list: --id and --all select what to replay; list takes --event-type, --not-replayed and --limit"}
+	case action == "list" && (*limit < 1 || *limit > 1000):
+		return usageError{"dlq list: --limit must be a whole number from 1 to 1000"}
+	case action == "replay" && set["limit"]:
+		return usageError{"dlq replay: --limit is for list; replay takes every dead letter it selects"}
+	case action == "replay" && set["id"] && *id < 1:
+		return usageError{"dlq replay: --id must be a dead letter id (1 or more)"}
+	case action == "replay" && set["id"] && (*eventType != "" || *notReplayed || *all):
+		return usageError{"dlq replay: --id replays one dead letter and takes no other selection"}
+	case action == "replay" && *all && (*eventType != "" || *notReplayed):
+		return usageError{"dlq replay: --all replays every dead letter and takes no other selection"}
+	case action == "replay" && !set["id"] && *eventType == "" && !*notReplayed && !*all:
 		fs.Usage()
 		return usageError{"dlq replay: say which: --id, --event-type, --not-replayed or --all"}
 	}
@@ -62,6 +79,9 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 		n, err := store.ReplayDeadLetters(ctx, f)
 		if err != nil {
 			return err
+		}
+		if set["id"] && n == 0 {
+			return fmt.Errorf("dlq replay: no dead letter with id %d", *id)
 		}
 		fmt.Fprintf(stdout, "queued %d dead letter(s) for replay\n", n)
 		return nil

@@ -92,6 +92,12 @@ func handleReplayDeadLetters(store *postgres.Store, logger *slog.Logger, now fun
 				`say which dead letters to replay: {"eventType": "…"}, {"notReplayed": true} or {"all": true}`))
 			return
 		}
+		if req.All && (req.EventType != "" || req.NotReplayed) {
+			var p acmecrm.Problems
+			p.Add("all", "replays every dead letter and takes no filter: send eventType and notReplayed without it")
+			writeError(w, r, logger, now, p.Err("contradictory selection"))
+			return
+		}
 		n, err := store.ReplayDeadLetters(r.Context(), postgres.DeadLetterFilter{EventType: req.EventType, NotReplayed: req.NotReplayed})
 		if err != nil {
 			writeError(w, r, logger, now, err)

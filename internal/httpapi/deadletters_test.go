@@ -3,6 +3,7 @@ package httpapi
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/acmecrm/acmecrm/internal/postgres"
@@ -29,6 +30,12 @@ func TestDeadLetterAdminAPI(t *testing.T) {
 	id := int(list[0].(map[string]any)["id"].(float64))
 	if r := b.call("POST", "/api/admin/dead-letters/replay", b.admin, map[string]any{}); r.status != 400 {
 		t.Errorf("replay without a filter: %d", r.status)
+	}
+	// "all" with a filter used to replay the filtered set: which was meant?
+	for _, sel := range []map[string]any{{"all": true, "eventType": "contact.updated"}, {"all": true, "notReplayed": true}} {
+		if r := b.call("POST", "/api/admin/dead-letters/replay", b.admin, sel); r.status != 400 || !strings.Contains(string(r.body), `"path":"all"`) {
+			t.Errorf("replay %v: %d %s", sel, r.status, r.body)
+		}
 	}
 	if r := b.call("POST", "/api/admin/dead-letters/999/replay", b.admin, nil); r.status != 404 {
 		t.Errorf("replay unknown: %d", r.status)
