@@ -55,6 +55,11 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	want := map[string]int{"create": 0, "list": 0, "set-role": 2, "delete": 1}[action]
 	if fs.NArg() != want {
 		fmt.Fprint(stderr, usersUsage)
+		if action == "create" {
+			// `users create NAME --role admin` would otherwise leave
+			// --role unread: Go's flags stop at the first argument.
+			return usageError{fmt.Sprintf("users create: unexpected argument %q; the name goes in --username, and every flag before any argument", fs.Arg(0))}
+		}
 		return usageError{fmt.Sprintf("users %s: want %d argument(s), got %d", action, want, fs.NArg())}
 	}
 	if action == "create" {

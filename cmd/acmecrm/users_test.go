@@ -97,6 +97,11 @@ func TestAdminBootstrapAndUsersCommand(t *testing.T) {
 			t.Errorf("acmecrm %v: exit %d, want 2", args, code)
 		}
 	}
+	// The name given as an argument: say where it goes (the flags after it
+	// were never read).
+	if code, _, stderr := runCLI(t, env(vars), "users", "create", "bob@example.com", "--role", "admin"); code != 2 || !strings.Contains(stderr, `unexpected argument "bob@example.com"`) || !strings.Contains(stderr, "--username") {
+		t.Errorf("users create NAME: exit %d %q", code, stderr)
+	}
 	if code, _, stderr := runCLI(t, env(vars), "users", "create", "--username", "root@example.com", "--password", "whatever-123"); code != 1 || !strings.Contains(stderr, "already exists") {
 		t.Errorf("duplicate user: %d %q", code, stderr)
 	}
