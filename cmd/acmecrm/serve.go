@@ -259,7 +259,7 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 		}
 		start("consumer", c.Run)
 	}
-	parser, err := webhook.NewParser()
+	parser, err := webhook.NewParser(cfg.WebhookMaxAge)
 	if err != nil {
 		return err
 	}

@@ -108,7 +108,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	t.Cleanup(func() { rdb.Close() })
 	a := auth.New(auth.Config{Secret: []byte(strings.Repeat("s", 32)), Issuer: "acmecrm", Audience: "acmecrm-api", TTL: o.ttl, KeyPrefix: prefix}, rdb)
 	lim := ratelimit.New(rdb, prefix, nil)
-	parser, err := webhook.NewParser()
+	parser, err := webhook.NewParser(5 * time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -149,6 +149,8 @@ func TestWebhookRejections(t *testing.T) {
 		{"a contact the consumer would refuse", b.post(`{"event_type":"contact.created","event_id":"evt_r2","timestamp":"2025-05-17T17:06:39Z","data":{"contact_id":"c2",`+
 			`"acme_first_name":"J","acme_last_name":"D","acme_email":"j@localhost"}}`, webhookSecret, now), 400, "INVALID_INPUT"},
 		{"not JSON", b.post(good, webhookSecret, now, "Content-Type", "text/plain"), 415, "UNSUPPORTED_MEDIA_TYPE"},
+		// Accepted, it would outrank every later change to its contact.
+		{"an event from the future", b.post(createdBody("evt_r3", "c3", "9999-12-31T23:59:59Z"), webhookSecret, now), 400, "INVALID_INPUT"},
 		// Compressed bodies used to be read as JSON: 400 "not valid UTF-8"
 		// for gzip, and a coding that changes nothing was accepted.
 		{"gzip", b.post(gzipped(good), webhookSecret, now, "Content-Encoding", "gzip"), 415, "UNSUPPORTED_MEDIA_TYPE"},

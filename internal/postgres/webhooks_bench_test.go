@@ -103,7 +103,7 @@ func benchBatches(b *testing.B, n, size int) [][]postgres.IncomingEvent {
 	if err := simulator.Emit(&buf, simulator.EmitOptions{Key: []byte("bench-secret"), Events: n, MaxUpdates: 3, DeleteRatio: 0.1}); err != nil {
 		b.Fatal(err)
 	}
-	parser, err := webhook.NewParser()
+	parser, err := webhook.NewParser(5 * time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -20,7 +20,7 @@ func TestReadEmittedRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	v := &webhook.Verifier{Secrets: []webhook.Secret{{ID: "current", Key: key}}, MaxAge: time.Minute, Now: func() time.Time { return now }}
-	p, err := webhook.NewParser()
+	p, err := webhook.NewParser(time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 )
 
@@ -102,7 +103,7 @@ func BenchmarkParse(b *testing.B) {
 		for b.Loop() {
 			ev, ts, legacy, err := p.parseWithSchema(body)
 			if err == nil {
-				_, err = finish(ev, ts, legacy, received)
+				_, err = finish(ev, ts, legacy, received, 5*time.Minute)
 			}
 			if err != nil {
 				b.Fatal(err)

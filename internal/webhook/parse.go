@@ -22,10 +22,15 @@ var schemaFiles embed.FS
 type Parser struct {
 	canonical, legacy *jsonschema.Schema
 	printer           *message.Printer
+	maxAhead          time.Duration
 }
 
-// NewParser compiles the embedded schemas.
-func NewParser() (*Parser, error) {
+// NewParser compiles the embedded schemas. An event whose timestamp is
+// more than maxAhead later than its arrival is refused (the receiver passes
+// ACME_WEBHOOK_MAX_AGE, the clock skew it tolerates in signatures): events
+// apply by timestamp, so one dated in the future would win over every real
+// change to its contact until that date.
+func NewParser(maxAhead time.Duration) (*Parser, error) {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
 	load := func(name string) (*jsonschema.Schema, error) {
@@ -50,7 +55,7 @@ func NewParser() (*Parser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Parser{canonical: canonical, legacy: legacy, printer: message.NewPrinter(language.English)}, nil
+	return &Parser{canonical: canonical, legacy: legacy, printer: message.NewPrinter(language.English), maxAhead: maxAhead}, nil
 }
 
 // Schema returns the JSON Schema document of a dialect ("canonical" or
@@ -76,7 +81,7 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 			return acmecrm.Event{}, err
 		}
 	}
-	return finish(ev, ts, legacy, receivedAt)
+	return finish(ev, ts, legacy, receivedAt, p.maxAhead)
 }
 
 // parseWithSchema validates body with the JSON Schema of its dialect and
@@ -128,12 +133,15 @@ func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, bool, erro
 
 // finish applies what both paths share to a valid payload's event: the
 // checks JSON Schema cannot express, the timestamps and the source.
-func finish(ev acmecrm.Event, ts string, legacy bool, receivedAt time.Time) (acmecrm.Event, error) {
+func finish(ev acmecrm.Event, ts string, legacy bool, receivedAt time.Time, maxAhead time.Duration) (acmecrm.Event, error) {
 	ev.ReceivedAt, ev.Source = receivedAt.UTC(), acmecrm.SourceAcme
 	var pr acmecrm.Problems
 	occurred, err := time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
+	switch {
+	case err != nil:
 		pr.Add("timestamp", "must be an RFC 3339 date-time")
+	case occurred.After(receivedAt.Add(maxAhead)):
+		pr.Add("timestamp", "is more than %s ahead of this server's clock: an event from the future would outrank every later change to its contact", maxAhead)
 	}
 	// The contact passes the consumer's own validation, or it is refused
 	// now: accepted, it could only be retried and dead-lettered there.

@@ -13,7 +13,7 @@ import (
 
 func newParser(t testing.TB) *Parser {
 	t.Helper()
-	p, err := NewParser()
+	p, err := NewParser(5 * time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,6 +142,40 @@ func TestUnknownEventTypeParsesForIgnoring(t *testing.T) {
 	}
 }
 
+// Events apply by timestamp, so an event dated in the future would outrank
+// every real change to its contact until that date (a year-9999 update
+// froze its contact for good). Beyond the clock skew the receiver tolerates
+// in signatures it is refused; any past date is fine.
+func TestEventsFromTheFutureAreRefused(t *testing.T) {
+	t.Parallel()
+	p := newParser(t) // 5 minutes ahead at most
+	body := func(ts string, legacy bool) []byte {
+		if legacy {
+			return []byte(`{"event":"contact.deleted","id":"e1","timestamp":"` + ts + `","data":{"id":"c1"}}`)
+		}
+		return []byte(`{"event_type":"contact.updated","event_id":"e1","timestamp":"` + ts + `",` +
+			`"data":{"contact_id":"c1","acme_first_name":"A","acme_last_name":"B","acme_email":"a@example.com"}}`)
+	}
+	for _, legacy := range []bool{false, true} {
+		for _, ts := range []string{"9999-12-31T23:59:59Z", received.Add(5*time.Minute + time.Second).Format(time.RFC3339), "2026-01-01T01:00:00+00:30"} {
+			_, err := p.Parse(body(ts, legacy), received)
+			if code(err) != "INVALID_INPUT" {
+				t.Errorf("timestamp %s (legacy %v): err = %v, want a refusal", ts, legacy, err)
+				continue
+			}
+			fe := err.(*acmecrm.Error).Details.(map[string]any)["errors"].([]acmecrm.FieldError)
+			if len(fe) != 1 || fe[0].Path != "timestamp" || !strings.Contains(fe[0].Message, "ahead of this server's clock") {
+				t.Errorf("timestamp %s: problems %v, want one at timestamp", ts, fe)
+			}
+		}
+		for _, ts := range []string{received.Add(5 * time.Minute).Format(time.RFC3339), "2001-01-01T00:00:00Z", "2026-01-01T05:00:00+05:00"} {
+			if _, err := p.Parse(body(ts, legacy), received); err != nil {
+				t.Errorf("timestamp %s (legacy %v): %v", ts, legacy, err)
+			}
+		}
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co"}}`))
 	f.Add([]byte(`{"event":"contact.deleted","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1"}}`))
@@ -161,6 +195,9 @@ func FuzzParse(f *testing.F) {
 		// Whatever is accepted has the fields the pipeline relies on.
 		if ev.EventID == "" || ev.EventType == "" || ev.OccurredAt.IsZero() {
 			t.Fatalf("accepted an incomplete event: %+v", ev)
+		}
+		if acmecrm.KnownEventType(ev.EventType) && ev.OccurredAt.After(received.Add(5*time.Minute)) {
+			t.Fatalf("accepted an event from the future: %+v", ev)
 		}
 		if acmecrm.KnownEventType(ev.EventType) && ev.ContactID == "" {
 			t.Fatalf("accepted a contact event without contact id: %+v", ev)
