@@ -82,6 +82,7 @@ var envVars = []envVar{
 	{"ACME_WEBHOOK_MAX_AGE", "300000", "Tolerance of the webhook timestamp in milliseconds, both directions."},
 	{"WEBHOOK_MAX_BODY_BYTES", "1048576", "Largest webhook body (413 above)."},
 	{"RATE_LIMIT_WEBHOOK", "3000/1s", "Webhooks per source IP and instance, in memory (generous: the CRM sends bursts)."},
+	{"TRUSTED_PROXIES", "", "Comma-separated IPs and CIDR ranges of the proxies in front of the service; their X-Forwarded-For names the client the per-IP limits count (the rightmost address that is not a proxy). Empty: the connection's peer."},
 	{"KAFKA_TOPIC_CONTACT_EVENTS", "contact-events", "Topic of the webhook events."},
 	{"KAFKA_TOPIC_DLQ", "contact-events-dlq", "Dead-letter topic of events that failed every retry."},
 	{"KAFKA_CONSUMER_GROUP", "contact-events-group", "Consumer group of the contact-events consumer."},
@@ -135,6 +136,7 @@ type config struct {
 	JWTAudience     string
 	JWTExpiration   time.Duration
 	Limits          httpapi.Limits
+	TrustedProxies  httpapi.TrustedProxies
 	MaxBodyBytes    int64
 	RequestTimeout  time.Duration
 	ShutdownTimeout time.Duration
@@ -413,6 +415,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.Limits.Login = r.policy("RATE_LIMIT_LOGIN", "login")
 	c.Limits.Public = r.policy("RATE_LIMIT_PUBLIC", "public")
 	c.Limits.Webhook = r.policy("RATE_LIMIT_WEBHOOK", "webhook")
+	proxies, err := httpapi.ParseTrustedProxies(r.str("TRUSTED_PROXIES"))
+	if err != nil {
+		r.fail("TRUSTED_PROXIES", "%v", err)
+	}
+	c.TrustedProxies = proxies
 	secrets, err := webhook.ParseSecrets(r.str("ACME_WEBHOOK_SECRET"), r.str("ACME_WEBHOOK_PREVIOUS_SECRETS"))
 	if err != nil {
 		r.fail("ACME_WEBHOOK_SECRET", "%v", err)

@@ -276,6 +276,7 @@ func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
 		{"KAFKA_TOPIC_DLQ", "contact-events", "must differ from KAFKA_TOPIC_CONTACT_EVENTS"},
 		{"KAFKA_TOPIC_CONTACTS", "contact-events-dlq", "must differ from KAFKA_TOPIC_DLQ"},
 		{"RATE_LIMIT_WEBHOOK", "99999999999999/1ns", "more than 1,000,000 requests a second"},
+		{"TRUSTED_PROXIES", "10.0.0.0/8,lb.internal", "not an IP address or a CIDR range"},
 	}
 	for _, c := range bad {
 		e := validEnv()
@@ -289,6 +290,7 @@ func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
 	good := map[string]string{
 		"JWT_EXPIRATION": "60", "REQUEST_TIMEOUT": "100ms", "SHUTDOWN_TIMEOUT": "1h", "KAFKA_SESSION_TIMEOUT": "6s",
 		"HTTP_ADDR": "[::1]:0", "KAFKA_TOPIC_CONTACTS": "crm.contacts_v2", "RATE_LIMIT_WEBHOOK": "1000000/1s",
+		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7",
 	}
 	e := validEnv()
 	for k, v := range good {
@@ -300,5 +302,8 @@ func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
 	}
 	if c.JWTExpiration != time.Minute || c.RequestTimeout != 100*time.Millisecond || c.ShutdownTimeout != time.Hour || c.SessionTimeout != 6*time.Second {
 		t.Errorf("durations = %s %s %s %s", c.JWTExpiration, c.RequestTimeout, c.ShutdownTimeout, c.SessionTimeout)
+	}
+	if len(c.TrustedProxies) != 2 {
+		t.Errorf("trusted proxies = %v", c.TrustedProxies)
 	}
 }

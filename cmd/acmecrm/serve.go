@@ -299,10 +299,11 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 		Limiter: ratelimit.New(d.redis, cfg.RedisKeyPrefix, func(policy string, err error) {
 			logger.Warn("rate limiter fell back to memory", "policy", policy, "err", err)
 		}),
-		Limits:     cfg.Limits,
-		ProbesOnly: !slices.Contains(roles, "api"),
-		Metrics:    metrics,
-		Tracing:    tracing,
+		Limits:         cfg.Limits,
+		TrustedProxies: cfg.TrustedProxies,
+		ProbesOnly:     !slices.Contains(roles, "api"),
+		Metrics:        metrics,
+		Tracing:        tracing,
 		Checks: []httpapi.Check{
 			{Name: "postgres", Check: d.pool.Ping},
 			{Name: "redis", Check: func(ctx context.Context) error { return d.redis.Ping(ctx).Err() }},

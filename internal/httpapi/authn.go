@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,16 +31,6 @@ const identityKey ctxKey = 100
 func identity(ctx context.Context) auth.Identity {
 	id, _ := ctx.Value(identityKey).(auth.Identity)
 	return id
-}
-
-// clientIP is the peer address of the connection. (Behind a proxy, run the
-// proxy so that it limits per client; see docs/DECISIONS.md.)
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // setRateHeaders writes the IETF RateLimit-* headers and the original's
@@ -73,6 +62,7 @@ type gate struct {
 	auth    *auth.Service
 	limiter *ratelimit.Limiter
 	limits  Limits
+	proxies TrustedProxies
 	metrics *telemetry.Metrics
 	logger  *slog.Logger
 	now     func() time.Time
@@ -81,7 +71,7 @@ type gate struct {
 // limitByIP rate-limits an unauthenticated route per client IP.
 func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := g.limiter.Allow(r.Context(), p, clientIP(r))
+		d := g.limiter.Allow(r.Context(), p, g.proxies.clientIP(r))
 		g.metrics.RateLimit(p.Name, d.Allowed, d.Fallback)
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
@@ -96,7 +86,7 @@ func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 // receiver's flood guard; see docs/DECISIONS.md).
 func (g *gate) limitLocally(lim *ratelimit.Local, p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := lim.Allow(p, clientIP(r))
+		d := lim.Allow(p, g.proxies.clientIP(r))
 		g.metrics.RateLimit(p.Name, d.Allowed, true) // in memory by design
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
@@ -160,7 +150,7 @@ func (g *gate) authenticated(role string, next http.Handler) http.Handler {
 // refuse answers 401 for a request without a usable token, after counting
 // it against the client IP's public limit (429 once that is spent).
 func (g *gate) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	d := g.limiter.Allow(r.Context(), g.limits.Public, clientIP(r))
+	d := g.limiter.Allow(r.Context(), g.limits.Public, g.proxies.clientIP(r))
 	g.metrics.RateLimit(g.limits.Public.Name, d.Allowed, d.Fallback)
 	setRateHeaders(w, d, g.now())
 	if !d.Allowed {

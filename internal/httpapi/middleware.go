@@ -123,7 +123,7 @@ func routeLabel(pattern string) string {
 // observe runs each request in a server span (continuing the caller's
 // traceparent), counts it in the metrics by route pattern, and writes one
 // structured access-log line.
-func observe(next http.Handler, logger *slog.Logger, m *telemetry.Metrics, tracer trace.Tracer) http.Handler {
+func observe(next http.Handler, logger *slog.Logger, m *telemetry.Metrics, tracer trace.Tracer, proxies TrustedProxies) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		done := m.HTTPStarted()
@@ -160,6 +160,9 @@ func observe(next http.Handler, logger *slog.Logger, m *telemetry.Metrics, trace
 			slog.Int64("bytes", sw.bytes),
 			slog.Float64("duration_ms", float64(d.Microseconds())/1000),
 			slog.String("remote", r.RemoteAddr),
+		}
+		if len(proxies) > 0 { // behind proxies, also the client they name
+			attrs = append(attrs, slog.String("client", proxies.clientIP(r)))
 		}
 		if rt.errCode != "" {
 			attrs = append(attrs, slog.String("error_code", rt.errCode))

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,5 +77,90 @@ func TestRefusedTokensAreLimitedPerIP(t *testing.T) {
 	// A valid token is judged by the user's own limit, not the IP's.
 	if r := b.call("GET", "/api/contacts", b.user, nil); r.status != 200 {
 		t.Errorf("valid token: %d", r.status)
+	}
+}
+
+// Behind a load balancer every request's peer is the balancer, so the
+// per-IP limits counted all clients as one: ten logins a minute for the
+// whole user base, and one guesser locked everyone out. With the balancer
+// in TRUSTED_PROXIES the client it names is counted instead — the
+// rightmost address it appended, not what the client wrote before it —
+// and without it X-Forwarded-For is ignored, so nobody can pick their own
+// bucket by sending the header.
+func TestPerIPLimitsCountTheClientBehindATrustedProxy(t *testing.T) {
+	t.Parallel()
+	limits := generousLimits
+	limits.Login = ratelimit.Policy{Name: "login", Limit: 2, Period: time.Hour}
+	wrong := map[string]string{"username": "x@example.com", "password": "wrong-one"}
+	proxies, err := ParseTrustedProxies("127.0.0.0/8, ::1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t, setupOpts{limits: &limits, proxies: proxies}) // setup's two logins: the proxy's own address
+	login := func(b *bundle, xff string) int {
+		return b.call("POST", "/api/auth/login", "", wrong, "X-Forwarded-For", xff).status
+	}
+	for i := 0; i < 2; i++ {
+		if s := login(b, "203.0.113.7"); s != 401 {
+			t.Fatalf("attempt %d of 203.0.113.7: %d", i+1, s)
+		}
+	}
+	for _, xff := range []string{"203.0.113.7", "198.51.100.1, 203.0.113.7", "198.51.100.2,203.0.113.7, 127.0.0.1"} {
+		if s := login(b, xff); s != 429 {
+			t.Errorf("X-Forwarded-For %q: %d, want 429 for 203.0.113.7", xff, s)
+		}
+	}
+	if s := login(b, "203.0.113.8"); s != 401 {
+		t.Errorf("another client behind the proxy: %d, want its own bucket", s)
+	}
+
+	untrusting := setup(t, setupOpts{limits: &limits}) // setup's two logins used 127.0.0.1's bucket
+	if s := login(untrusting, "203.0.113.9"); s != 429 {
+		t.Errorf("X-Forwarded-For believed without TRUSTED_PROXIES: %d, want 429", s)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	t.Parallel()
+	proxies, err := ParseTrustedProxies("10.0.0.0/8,192.0.2.7,2001:db8::/32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		peer string
+		xff  []string
+		want string
+	}{
+		{"198.51.100.9:5000", []string{"203.0.113.1"}, "198.51.100.9"},                  // not a proxy: its header is ignored
+		{"10.1.2.3:5000", nil, "10.1.2.3"},                                              // a proxy sending its own request
+		{"10.1.2.3:5000", []string{"203.0.113.1"}, "203.0.113.1"},                       // one proxy
+		{"10.1.2.3:5000", []string{"6.6.6.6, 203.0.113.1"}, "203.0.113.1"},              // the client's own claim is left of its address
+		{"10.1.2.3:5000", []string{"6.6.6.6", "203.0.113.1, 192.0.2.7"}, "203.0.113.1"}, // two proxies, two header lines
+		{"10.1.2.3:5000", []string{"10.9.9.9, 192.0.2.7"}, "10.9.9.9"},                  // every hop a proxy: the first
+		{"10.1.2.3:5000", []string{"203.0.113.1, not-an-ip"}, "10.1.2.3"},               // garbage appended: stop at the proxy
+		{"10.1.2.3:5000", []string{"203.0.113.1:4711"}, "203.0.113.1"},                  // with a port
+		{"[2001:db8::5]:5000", []string{"[2001:db9::1]:4711"}, "2001:db9::1"},           // IPv6
+		{"[::ffff:10.1.2.3]:5000", []string{"::ffff:203.0.113.1"}, "203.0.113.1"},       // IPv4-mapped
+		{"10.1.2.3:5000", []string{""}, "10.1.2.3"},                                     // an empty header
+		{"10.1.2.3:5000", []string{"203.0.113.1, , 10.0.0.1"}, "10.0.0.1"},              // an empty entry is malformed: the last proxy named
+		{"[2001:db8::5]:5000", []string{"203.0.113.1"}, "203.0.113.1"},                  // a v6 proxy, a v4 client
+	}
+	for _, c := range cases {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.peer
+		for _, v := range c.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		if got := proxies.clientIP(r); got != c.want {
+			t.Errorf("peer %s, X-Forwarded-For %q: %s, want %s", c.peer, c.xff, got, c.want)
+		}
+		if got := TrustedProxies(nil).clientIP(r); got != strings.Trim(c.peer[:strings.LastIndex(c.peer, ":")], "[]") {
+			t.Errorf("no trusted proxies, peer %s: %s", c.peer, got)
+		}
+	}
+	for _, bad := range []string{"10.0.0.0/33", "proxy.internal", "10.0.0.1:80"} {
+		if _, err := ParseTrustedProxies(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
 	}
 }

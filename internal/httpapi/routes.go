@@ -10,7 +10,7 @@ import (
 // addRoutes is the service's whole URL space, in one place.
 func addRoutes(mux *http.ServeMux, opts Options) {
 	started := opts.Now()
-	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, metrics: opts.Metrics, logger: opts.Logger, now: opts.Now}
+	g := &gate{auth: opts.Auth, limiter: opts.Limiter, limits: opts.Limits, proxies: opts.TrustedProxies, metrics: opts.Metrics, logger: opts.Logger, now: opts.Now}
 	// Bodies are capped before anything reads them.
 	body := func(h http.Handler) http.Handler { return limitBody(h, opts.MaxBodyBytes, opts.Now) }
 	// Authenticated routes read paths and queries into SQL parameters: a

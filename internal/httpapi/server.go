@@ -47,6 +47,9 @@ type Options struct {
 	Auth    *auth.Service
 	Limiter *ratelimit.Limiter
 	Limits  Limits
+	// TrustedProxies are believed about the client's address
+	// (X-Forwarded-For), which the per-IP limits count.
+	TrustedProxies TrustedProxies
 
 	// ProbesOnly serves only /health, /healthz and /readyz (a process
 	// running the relay or consumer role without the api role).
@@ -84,7 +87,7 @@ func NewServer(opts Options) http.Handler {
 	var h http.Handler = recordRoute(mux)
 	h = withTimeout(h, opts.RequestTimeout)
 	h = recoverPanics(h, opts.Logger, opts.Now)
-	h = observe(h, opts.Logger, opts.Metrics, opts.Tracing.Tracer("httpapi"))
+	h = observe(h, opts.Logger, opts.Metrics, opts.Tracing.Tracer("httpapi"), opts.TrustedProxies)
 	h = withRequestID(h)
 	return h
 }

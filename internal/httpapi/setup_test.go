@@ -43,6 +43,7 @@ type bundle struct {
 }
 
 type setupOpts struct {
+	proxies     TrustedProxies
 	redisURL    string // default: the run's shared Redis
 	databaseURL string // default: a fresh database of the shared server
 	limits      *Limits
@@ -139,7 +140,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	srv.Config.Handler = NewServer(Options{
 		Metrics: metrics,
 		Logger:  logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
-		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits,
+		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits, TrustedProxies: o.proxies,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
 			MaxAge:  5 * time.Minute, Now: time.Now,
