@@ -12,7 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/acmecrm/acmecrm/internal/devstack"
+	"github.com/acmecrm/acmecrm/internal/infratest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
@@ -247,6 +250,43 @@ func TestWebhookWhenPostgresIsDown(t *testing.T) {
 	// And the sender's retry now succeeds.
 	if r := b.post(createdBody("evt_lost", "c1", "2025-05-17T17:06:40Z"), webhookSecret, time.Now()); r.status != 202 || r.json["status"] != "accepted" {
 		t.Errorf("retry after recovery: %d %s", r.status, r.body)
+	}
+}
+
+// After a failover the service may reach a server that is now a read-only
+// standby: every write fails with SQLSTATE 25006. That is the database,
+// not the request, so the answer is 503 with Retry-After (the sender tries
+// again once the address points at the new primary), not a 500.
+func TestWebhookWhenPostgresIsReadOnly(t *testing.T) {
+	t.Parallel()
+	dbURL := infratest.DatabaseURL(t)
+	b := setup(t, setupOpts{databaseURL: dbURL})
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	// New sessions are read-only, and the pool's sessions are ended so
+	// that it opens new ones.
+	if _, err := admin.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I SET default_transaction_read_only = on', current_database()); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		r := b.post(createdBody(fmt.Sprintf("evt_ro%d", i), "c1", "2025-05-17T17:06:39Z"), webhookSecret, time.Now())
+		if r.status != 503 || r.header.Get("Retry-After") == "" || r.errCode() != "SERVICE_UNAVAILABLE" {
+			t.Errorf("webhook %d on a read-only server: %d %s", i, r.status, r.body)
+		}
+	}
+	if _, err := admin.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I RESET default_transaction_read_only', current_database()); END $$`); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM webhook_receipts`).Scan(&n); err != nil || n != 0 {
+		t.Errorf("%d receipts written (%v)", n, err)
 	}
 }
 

@@ -46,8 +46,9 @@ func translate(op string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		// Class 08 connection exceptions, 53 insufficient resources, 57P
-		// operator intervention (shutdown): the database, not the request.
-		if c := pgErr.Code; len(c) >= 2 && (c[:2] == "08" || c[:2] == "53" || c[:3] == "57P") {
+		// operator intervention (shutdown), 25006 a read-only server (a
+		// standby, reached after a failover): the database, not the request.
+		if c := pgErr.Code; len(c) >= 2 && (c[:2] == "08" || c[:2] == "53" || c[:3] == "57P" || c == "25006") {
 			return &acmecrm.Error{Kind: acmecrm.KindUnavailable, Code: "SERVICE_UNAVAILABLE", Message: "the database is unavailable", Err: err}
 		}
 		return errors.Join(errors.New(op), err)
