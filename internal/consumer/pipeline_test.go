@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -209,6 +210,71 @@ func TestPoisonEventIsDeadLetteredWithoutBlockingThePartition(t *testing.T) {
 }
 
 // Replaying a dead letter sends it through the same path again.
+// After a failover the consumer may reach a server that has become a
+// read-only standby. No event is at fault, so none may be dead-lettered:
+// the consumer waits until it can write again, however many attempts that
+// takes, and then applies the event. (It used to count each failure toward
+// the event's retries and dead-letter it after 1 + 2 attempts.)
+func TestReadOnlyDatabaseDeadLettersNothing(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	cl, err := kafka.NewClient(p.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	at := time.Now().UTC()
+	value := fmt.Sprintf(`{"event_id":"e_ro","event_type":"contact.created","occurred_at":%q,"received_at":%q,"source":"acmecrm","contact_id":"c_ro",`+
+		`"data":{"contact_id":"c_ro","acme_first_name":"Waited","acme_last_name":"Doe","acme_email":"ro@example.com"}}`, at.Format(time.RFC3339Nano), at.Format(time.RFC3339Nano))
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: eventsTopic, Key: []byte("c_ro"), Value: []byte(value)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.ConnectConfig(ctx, p.store.Pool().Config().ConnConfig.Copy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	// New sessions of this test's database are read-only; ending the
+	// existing ones makes the pool open new ones.
+	readOnly := func(on bool) {
+		t.Helper()
+		set := "SET default_transaction_read_only = on"
+		if !on {
+			set = "RESET default_transaction_read_only"
+		}
+		if _, err := admin.Exec(ctx, `DO $$ BEGIN EXECUTE format('ALTER DATABASE %I `+set+`', current_database()); END $$`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rollbacks := func() int {
+		t.Helper()
+		var n int
+		// The reading session's own snapshot of the statistics is dropped
+		// first, so each call sees the counters as they are now.
+		if _, err := admin.Exec(ctx, `SELECT pg_stat_clear_snapshot()`); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.QueryRow(ctx, `SELECT xact_rollback FROM pg_stat_database WHERE datname = current_database()`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	readOnly(true)
+	before := rollbacks()
+	p.consumer("g")
+	// Well past the 1 + 2 attempts after which a failing event is dead.
+	p.eventually("ten failed attempts", func() bool { return rollbacks() >= before+10 })
+	readOnly(false)
+	p.eventually("the event applied", func() bool { c, ok := p.contact("c_ro"); return ok && c.FirstName == "Waited" })
+	if n := p.count(`SELECT count(*) FROM dead_letters`); n != 0 {
+		t.Errorf("%d dead letters for a database that was read-only", n)
+	}
+}
+
 func TestReplayDeadLetter(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t)
