@@ -314,3 +314,61 @@ func TestOpenAPIDocumentIsWellFormed(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The document's webhook payload is the one the receiver takes: each body
+// below is valid against components.schemas.WebhookPayload exactly when the
+// receiver accepts it. (The document described the older dialect as a
+// Standard Webhooks body with "type", and acme_address as an object; a
+// client built from it could not send a webhook the receiver takes.)
+func TestWebhookPayloadSchemaDescribesTheReceiver(t *testing.T) {
+	t.Parallel()
+	c := loadContract(t)
+	payload, err := c.compiler.Compile("urn:openapi#/components/schemas/WebhookPayload")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := setup(t)
+	ts := time.Now().UTC().Add(-time.Minute).Format(time.RFC3339)
+	canonical := func(id, typ, data string) string {
+		return `{"event_type":"` + typ + `","event_id":"` + id + `","timestamp":"` + ts + `","data":{` + data + `}}`
+	}
+	person := `"contact_id":"c1","acme_first_name":"Ann","acme_last_name":"Lee","acme_email":"ann@example.com"`
+	long := func(n int) string { return strings.Repeat("x", n) }
+	many := func(n int, item string) string { return strings.TrimSuffix(strings.Repeat(item+",", n), ",") }
+	cases := []struct {
+		name, body string
+		ok         bool
+	}{
+		{"canonical, every field", canonical("evt_o1", "contact.created", person+`,"acme_phone":"555","acme_company":"Acme","acme_title":"CTO",`+
+			`"acme_address":"1 Main St, Springfield, IL 62701, USA","acme_notes":"n","acme_status":"Active","acme_tags":["vip"],`+
+			`"acme_custom_fields":{"tier":"gold","score":3,"ok":true},"acme_created_at":"2025-01-01T00:00:00Z","acme_updated_at":"x","changed_fields":["acme_email"]`), true},
+		{"canonical delete", canonical("evt_o2", "contact.deleted", `"contact_id":"c1"`), true},
+		{"unknown event type, any data", canonical("evt_o3", "contact.merged", `"into":{"x":[1]}`), true},
+		{"legacy dialect", `{"event":"contact.updated","id":"evt_o4","timestamp":"` + ts + `","data":{"id":"c1","firstName":"Ann","lastName":"Lee","email":"ann@example.com","updatedAt":"y"}}`, true},
+		{"legacy delete", `{"event":"contact.deleted","id":"evt_o5","timestamp":"` + ts + `","data":{"id":"c1","deletedAt":"z"}}`, true},
+		{"address as an object", canonical("evt_o6", "contact.created", person+`,"acme_address":{"street":"1 Main St"}`), false},
+		{"Standard Webhooks-style type", `{"type":"contact.created","timestamp":"` + ts + `","data":{` + person + `}}`, false},
+		{"no email", canonical("evt_o7", "contact.created", `"contact_id":"c1","acme_first_name":"Ann","acme_last_name":"Lee"`), false},
+		{"first name too long", canonical("evt_o8", "contact.updated", `"contact_id":"c1","acme_first_name":"`+long(101)+`","acme_last_name":"Lee","acme_email":"ann@example.com"`), false},
+		{"status unknown", canonical("evt_o9", "contact.updated", person+`,"acme_status":"Zombie"`), false},
+		{"101 tags", canonical("evt_o10", "contact.updated", person+`,"acme_tags":[`+many(101, `"t"`)+`]`), false},
+		{"a custom field holding an object", canonical("evt_o11", "contact.updated", person+`,"acme_custom_fields":{"deep":{"x":1}}`), false},
+		{"101 changed fields", canonical("evt_o12", "contact.updated", person+`,"changed_fields":[`+many(101, `"acme_email"`)+`]`), false},
+		{"a changed field of 201 characters", canonical("evt_o13", "contact.updated", person+`,"changed_fields":["`+long(201)+`"]`), false},
+		{"acme_updated_at of 101 characters", canonical("evt_o14", "contact.updated", person+`,"acme_updated_at":"`+long(101)+`"`), false},
+		{"legacy createdAt of 101 characters", `{"event":"contact.created","id":"evt_o15","timestamp":"` + ts + `","data":{"id":"c1","firstName":"Ann","lastName":"Lee","email":"ann@example.com","createdAt":"` + long(101) + `"}}`, false},
+		{"delete without contact id", canonical("evt_o16", "contact.deleted", `"id":"c1"`), false},
+		{"timestamp not a date-time", strings.Replace(canonical("evt_o17", "contact.deleted", `"contact_id":"c1"`), ts, "yesterday", 1), false},
+	}
+	for _, tc := range cases {
+		inst, err := jsonschema.UnmarshalJSON(strings.NewReader(tc.body))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		docOK := payload.Validate(inst) == nil
+		r := b.post(tc.body, webhookSecret, time.Now())
+		if accepted := r.status == 202; docOK != tc.ok || accepted != tc.ok {
+			t.Errorf("%s: the document says valid=%v, the receiver answered %d, want both %v (%s)", tc.name, docOK, r.status, tc.ok, r.body)
+		}
+	}
+}

@@ -48,10 +48,29 @@ var fastSeeds = []string{
 	`[1]`, `"s"`, `null`, `{}`, ``, `{"event_type":"contact.created","event_id":"e",}`,
 }
 
+// boundarySeeds are the limits that keep a normalised event well below
+// Kafka's default 1 MB record limit (changed_fields and the CRM's own
+// timestamps were unbounded), at and one past each limit.
+func boundarySeeds() []string {
+	person := `"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co"`
+	hook := func(data string) string {
+		return `{"event_type":"contact.updated","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{` + person + `,` + data + `}}`
+	}
+	list := func(n int, item string) string { return strings.TrimSuffix(strings.Repeat(item+",", n), ",") }
+	x := func(n int) string { return strings.Repeat("é", n) }
+	return []string{
+		hook(`"changed_fields":[` + list(100, `"f"`) + `]`), hook(`"changed_fields":[` + list(101, `"f"`) + `]`),
+		hook(`"changed_fields":["` + x(200) + `"]`), hook(`"changed_fields":["` + x(201) + `"]`),
+		hook(`"acme_created_at":"` + x(100) + `"`), hook(`"acme_updated_at":"` + x(101) + `"`),
+		`{"event":"contact.created","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1","firstName":"a","lastName":"b","email":"a@b.co","createdAt":"` + x(100) + `"}}`,
+		`{"event":"contact.updated","id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"id":"1","firstName":"a","lastName":"b","email":"a@b.co","deletedAt":"` + x(101) + `"}}`,
+	}
+}
+
 // Whatever the fast path accepts, the schema path accepts and normalises
 // to the same event.
 func FuzzFastPathAgreesWithSchema(f *testing.F) {
-	for _, s := range fastSeeds {
+	for _, s := range append(fastSeeds, boundarySeeds()...) {
 		f.Add([]byte(s))
 	}
 	f.Add([]byte(`{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_first_name":"` +
@@ -83,6 +102,26 @@ func TestFastPathCoversOrdinaryPayloads(t *testing.T) {
 		5: false, 9: false, 13: false, 14: false, 28: false} {
 		if _, _, _, ok := fastParse([]byte(fastSeeds[i])); ok != want {
 			t.Errorf("seed %d: fast path ok = %v, want %v", i, ok, want)
+		}
+	}
+}
+
+// The boundary seeds alternate: at a limit (both paths accept it), one
+// past it (the receiver refuses it).
+func TestNormalisedEventFieldsAreBounded(t *testing.T) {
+	t.Parallel()
+	p := newParser(t)
+	for i, body := range boundarySeeds() {
+		atLimit := i%2 == 0
+		if _, _, _, ok := fastParse([]byte(body)); ok != atLimit {
+			t.Errorf("seed %d: fast path ok = %v, want %v", i, ok, atLimit)
+		}
+		_, err := p.Parse([]byte(body), received)
+		if atLimit && err != nil {
+			t.Errorf("seed %d, at the limit: %v", i, err)
+		}
+		if !atLimit && code(err) != "INVALID_INPUT" {
+			t.Errorf("seed %d, one past the limit: %v", i, err)
 		}
 	}
 }
