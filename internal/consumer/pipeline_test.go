@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -66,8 +67,8 @@ func run(t *testing.T, fn func(context.Context) error) (stop func()) {
 	return stop
 }
 
-func (p *pipeline) relay() func() {
-	cl, err := kafka.NewClient(p.cfg)
+func (p *pipeline) relay(opts ...kgo.Opt) func() {
+	cl, err := kafka.NewClient(p.cfg, opts...)
 	if err != nil {
 		p.t.Fatal(err)
 	}
@@ -273,6 +274,47 @@ func TestReadOnlyDatabaseDeadLettersNothing(t *testing.T) {
 	if n := p.count(`SELECT count(*) FROM dead_letters`); n != 0 {
 		t.Errorf("%d dead letters for a database that was read-only", n)
 	}
+}
+
+// A record Kafka refuses for good — here larger than the producer's batch
+// limit, as a broker's max.message.bytes refuses one — used to fail its
+// whole batch on every attempt: the relay retried it forever and no row
+// claimed with or after it was ever published. It now becomes a dead letter
+// with the reason, the rows after it are published and applied, and once
+// the limit is raised a replay applies it.
+func TestRecordKafkaRefusesBecomesADeadLetter(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	at := time.Now().UTC()
+	big := event("e_big", acmecrm.EventContactCreated, "c_big", at, "Big")
+	big.Event.Data.CustomFields = map[string]any{"essay": strings.Repeat("x", 1000), "more": strings.Repeat("y", 1000)}
+	p.record(big, event("e_after", acmecrm.EventContactCreated, "c_after", at, "After"))
+	stopRelay := p.relay(kgo.ProducerBatchMaxBytes(1500))
+	p.consumer("g")
+	p.eventually("the event after it applied", func() bool { c, ok := p.contact("c_after"); return ok && c.FirstName == "After" })
+	p.eventually("a dead letter", func() bool { return p.count(`SELECT count(*) FROM dead_letters`) == 1 })
+	if n := p.count(`SELECT count(*) FROM dead_letters WHERE event_id = 'e_big' AND topic = $1 AND kafka_partition = -1
+		AND error LIKE 'refused by Kafka for good: MESSAGE_TOO_LARGE%'`, eventsTopic); n != 1 {
+		t.Errorf("the dead letter does not say what happened")
+	}
+	if n := p.count(`SELECT count(*) FROM webhook_events WHERE event_id = 'e_big' AND status = 'dead' AND last_error LIKE '%MESSAGE_TOO_LARGE%'`); n != 1 {
+		t.Errorf("the refused event is not dead")
+	}
+	if n := p.count(`SELECT count(*) FROM outbox`); n != 0 {
+		t.Errorf("%d outbox rows left", n)
+	}
+	// The limit raised (a relay with the default), the replay applies it.
+	stopRelay()
+	p.relay()
+	var id int64
+	if err := p.store.Pool().QueryRow(ctx, `SELECT id FROM dead_letters WHERE event_id = 'e_big'`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.store.ReplayDeadLetters(ctx, postgres.DeadLetterFilter{ID: id}); err != nil || n != 1 {
+		t.Fatalf("replay: %d %v", n, err)
+	}
+	p.eventually("the replayed event applied", func() bool { c, ok := p.contact("c_big"); return ok && c.FirstName == "Big" })
 }
 
 func TestReplayDeadLetter(t *testing.T) {

@@ -17,11 +17,13 @@ package outbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/acmecrm/acmecrm/internal/postgres"
@@ -117,28 +119,54 @@ const cursorMarginBatches = 4
 func (r *Relay) runOnce(ctx context.Context, from int64) (int, int64, error) {
 	start := time.Now()
 	byTopic := map[string]int{}
-	n, last, err := r.store.PublishOutbox(ctx, from, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) error {
+	n, last, err := r.store.PublishOutbox(ctx, from, r.opts.Batch, func(ctx context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
 		clear(byTopic)
 		recs := make([]*kgo.Record, len(msgs))
+		rows := make(map[*kgo.Record]postgres.OutboxMessage, len(msgs))
 		for i, m := range msgs {
-			byTopic[m.Topic]++
 			rec := &kgo.Record{Topic: m.Topic, Key: []byte(m.Key), Value: m.Payload, Context: telemetry.Extract(ctx, m.Headers)}
 			for k, v := range m.Headers {
 				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
 			}
-			recs[i] = rec
+			recs[i], rows[rec] = rec, m
 		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		if err := r.client.ProduceSync(pctx, recs...).FirstErr(); err != nil {
-			return fmt.Errorf("produce %d records: %w", len(recs), err)
+		var refused map[int64]error
+		var refusedRows []postgres.OutboxMessage
+		for _, res := range r.client.ProduceSync(pctx, recs...) {
+			m := rows[res.Record]
+			switch {
+			case res.Err == nil:
+				byTopic[m.Topic]++
+			case refusedForGood(res.Err):
+				if refused == nil {
+					refused = map[int64]error{}
+				}
+				refused[m.ID] = fmt.Errorf("refused by Kafka for good: %w", res.Err)
+				refusedRows = append(refusedRows, m)
+			default: // Kafka unavailable, or not yet: every row waits
+				return nil, fmt.Errorf("produce %d records: %w", len(recs), res.Err)
+			}
 		}
-		return nil
+		for _, m := range refusedRows {
+			r.opts.Metrics.EventDeadLettered(m.Headers["event-type"])
+			r.logger.Error("outbox relay: Kafka refused a record; it is a dead letter now",
+				"event_id", m.Headers["event-id"], "topic", m.Topic, "bytes", len(m.Payload), "err", refused[m.ID])
+		}
+		return refused, nil
 	})
 	if err == nil && n > 0 {
 		r.opts.Metrics.OutboxPublished(byTopic, time.Since(start))
 	}
 	return n, last, err
+}
+
+// refusedForGood reports a produce error that no retry of the same record
+// can cure: the broker (or the client, before sending) refuses the record
+// itself. Retrying it would hold back every row claimed after it.
+func refusedForGood(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }
 
 func sleep(ctx context.Context, d time.Duration) {

@@ -37,13 +37,17 @@ type OutboxMessage struct {
 // id order (FOR UPDATE SKIP LOCKED: concurrent relays take different rows),
 // hands them to publish, and — only if publish succeeds — deletes them and
 // marks their webhook events published, all in one transaction. If publish
-// fails the rows stay for the next attempt. It returns how many rows it
-// published and the highest id among them.
+// fails the rows stay for the next attempt. Rows publish reports refused
+// for good (Kafka will never take that record: too large, say) become dead
+// letters instead, with the reason, and their events dead, so that one
+// record cannot hold back every row after it; once the cause is fixed they
+// are replayed like any dead letter. It returns how many rows it handled
+// and the highest id among them.
 //
 // Published rows are deleted, and until VACUUM removes them a scan from
 // the start of the table walks over every one; from lets a relay start
 // past the rows it has published itself (see outbox.Relay).
-func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish func(context.Context, []OutboxMessage) error) (int, int64, error) {
+func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish func(context.Context, []OutboxMessage) (refused map[int64]error, err error)) (int, int64, error) {
 	var count int
 	var last int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -69,15 +73,37 @@ func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish fu
 		if err != nil || len(msgs) == 0 {
 			return err
 		}
-		if err := publish(ctx, msgs); err != nil {
+		refused, err := publish(ctx, msgs)
+		if err != nil {
 			return fmt.Errorf("publish: %w", err)
 		}
 		ids := make([]int64, len(msgs))
 		events := make([]string, 0, len(msgs))
+		var deadIDs []int64
+		var deadEvents, deadErrors []string
 		for i, m := range msgs {
 			ids[i] = m.ID
+			if cause, ok := refused[m.ID]; ok {
+				deadIDs, deadEvents, deadErrors = append(deadIDs, m.ID), append(deadEvents, m.Headers["event-id"]), append(deadErrors, cause.Error())
+				continue
+			}
 			if id := m.Headers["event-id"]; id != "" {
 				events = append(events, id)
+			}
+		}
+		if len(deadIDs) > 0 {
+			// Never in Kafka: no partition or offset (-1).
+			if _, err := tx.Exec(ctx, `INSERT INTO dead_letters (event_id, event_type, contact_id, topic, kafka_partition, kafka_offset,
+					key, payload, headers, error, attempts)
+				SELECT coalesce(o.headers->>'event-id', ''), coalesce(o.headers->>'event-type', ''), o.key, o.topic, -1, -1,
+					o.key, o.payload, o.headers, left(d.error, 2000), 1
+				FROM outbox o JOIN unnest($1::bigint[], $2::text[]) AS d(id, error) USING (id) ORDER BY o.id`, deadIDs, deadErrors); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE webhook_event_state w SET status = 'dead', dead_at = now(), last_error = left(d.error, 2000)
+				FROM (`+lockEventsInOrder+`) l, webhook_receipts r, unnest($1::text[], $2::text[]) AS d(event_id, error)
+				WHERE w.id = l.id AND r.id = l.id AND r.event_id = d.event_id`, deadEvents, deadErrors); err != nil {
+				return err
 			}
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM outbox WHERE id = ANY($1)`, ids); err != nil {
