@@ -317,12 +317,20 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.E
 		eventID = headers["event-id"]
 	}
 	for {
+		reason := cause.Error()
 		err := c.client.ProduceSync(ctx, dlq).FirstErr()
+		if kafka.RefusedForGood(err) {
+			// The DLQ topic will never take it (the record and its error
+			// headers are too large, say): the table keeps it, replayable,
+			// and the partition moves on rather than wait for ever.
+			reason += "; not on the dead-letter topic, which refused it: " + err.Error()
+			err = nil
+		}
 		if err == nil {
 			err = c.store.RecordDeadLetter(ctx, postgres.DeadLetter{
 				EventID: eventID, EventType: ev.EventType, ContactID: string(rec.Key), Topic: rec.Topic,
 				Partition: rec.Partition, Offset: rec.Offset, Key: string(rec.Key), Payload: rec.Value,
-				Headers: headers, Error: cause.Error(), Attempts: attempts,
+				Headers: headers, Error: reason, Attempts: attempts,
 			})
 		}
 		if err == nil {

@@ -2,6 +2,8 @@ package consumer_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -315,6 +318,42 @@ func TestRecordKafkaRefusesBecomesADeadLetter(t *testing.T) {
 		t.Fatalf("replay: %d %v", n, err)
 	}
 	p.eventually("the replayed event applied", func() bool { c, ok := p.contact("c_big"); return ok && c.FirstName == "Big" })
+}
+
+// A dead letter the DLQ topic refuses for good (there: max.message.bytes
+// 2,000) used to be retried for ever, and its partition waited behind it.
+// It is kept in the table, saying so, and the partition moves on.
+func TestDeadLetterTheDLQTopicRefusesIsKept(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	cl, err := kafka.NewClient(p.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	small := "2000"
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"max.message.bytes": &small}, "small-dlq"); err != nil {
+		t.Fatal(err)
+	}
+	noise := make([]byte, 3000) // incompressible: the producer compresses batches
+	_, _ = rand.Read(noise)
+	poison := &kgo.Record{Topic: eventsTopic, Key: []byte("c1"), Value: []byte("not json " + base64.StdEncoding.EncodeToString(noise))}
+	if err := cl.ProduceSync(ctx, poison).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	p.record(event("e_next", acmecrm.EventContactCreated, "c1", time.Now().UTC(), "Next"))
+	p.relay()
+	c, err := consumer.New(p.cfg, p.store, slog.New(slog.DiscardHandler), consumer.Options{
+		Group: "g", Topic: eventsTopic, DLQTopic: "small-dlq", MaxRetries: 2, Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c.Run)
+	p.eventually("the next event on the partition applied", func() bool { c, ok := p.contact("c1"); return ok && c.FirstName == "Next" })
+	if n := p.count(`SELECT count(*) FROM dead_letters WHERE error LIKE '%not on the dead-letter topic, which refused it: MESSAGE_TOO_LARGE%' AND length(payload) > 3000`); n != 1 {
+		t.Errorf("the refused dead letter is not in the table (%d rows)", n)
+	}
 }
 
 func TestReplayDeadLetter(t *testing.T) {

@@ -6,9 +6,11 @@ package kafka
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
@@ -73,4 +75,12 @@ func Ping(ctx context.Context, cl *kgo.Client) error {
 		return fmt.Errorf("kafka: %w", err)
 	}
 	return nil
+}
+
+// RefusedForGood reports a produce error that no retry of the same record
+// can cure: the broker (or the client, before sending) refuses the record
+// itself — too large, or invalid. A producer that retried it would hold
+// back everything queued behind it.
+func RefusedForGood(err error) bool {
+	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }

@@ -17,15 +17,14 @@ package outbox
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/acmecrm/acmecrm/internal/kafka"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
@@ -139,7 +138,7 @@ func (r *Relay) runOnce(ctx context.Context, from int64) (int, int64, error) {
 			switch {
 			case res.Err == nil:
 				byTopic[m.Topic]++
-			case refusedForGood(res.Err):
+			case kafka.RefusedForGood(res.Err):
 				if refused == nil {
 					refused = map[int64]error{}
 				}
@@ -160,13 +159,6 @@ func (r *Relay) runOnce(ctx context.Context, from int64) (int, int64, error) {
 		r.opts.Metrics.OutboxPublished(byTopic, time.Since(start))
 	}
 	return n, last, err
-}
-
-// refusedForGood reports a produce error that no retry of the same record
-// can cure: the broker (or the client, before sending) refuses the record
-// itself. Retrying it would hold back every row claimed after it.
-func refusedForGood(err error) bool {
-	return errors.Is(err, kerr.MessageTooLarge) || errors.Is(err, kerr.RecordListTooLarge) || errors.Is(err, kerr.InvalidRecord)
 }
 
 func sleep(ctx context.Context, d time.Duration) {
