@@ -57,8 +57,11 @@ func (t TrustedProxies) clientIP(r *http.Request) string {
 	if err != nil {
 		host = r.RemoteAddr
 	}
+	if len(t) == 0 { // the default: nothing more to read
+		return host
+	}
 	peer, err := netip.ParseAddr(host)
-	if err != nil || len(t) == 0 || !t.trusts(peer.Unmap()) {
+	if err != nil || !t.trusts(peer.Unmap()) {
 		return host
 	}
 	client := peer.Unmap()

@@ -240,10 +240,11 @@ func checkURL(next http.Handler, logger *slog.Logger, now func() time.Time) http
 		if !acmecrm.ValidText(r.URL.Path) {
 			p.Add("(path)", "must be UTF-8 text without NUL characters")
 		}
-		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+		// One parse: the pairs it could read, and the first it could not.
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
 			p.Add("(query)", "is not a well-formed query string: %v", err)
 		}
-		q := r.URL.Query()
 		names := make([]string, 0, len(q))
 		for name := range q {
 			names = append(names, name)
