@@ -114,6 +114,56 @@ func invalidToken(msg string) error {
 
 // Issue signs a new token for the user and registers it as live.
 func (s *Service) Issue(ctx context.Context, userID, role string) (string, Identity, error) {
+	signed, id, err := s.sign(userID, role)
+	if err != nil {
+		return "", Identity{}, err
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.Set(ctx, s.tokenKey(id.TokenID), userID, s.cfg.TTL)
+	pipe.SAdd(ctx, s.userTokensKey(userID), id.TokenID)
+	pipe.Expire(ctx, s.userTokensKey(userID), s.cfg.TTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", Identity{}, unavailable(err)
+	}
+	return signed, id, nil
+}
+
+// rotate ends the old token and registers the new one in one step, and only
+// if the old one is still live: of concurrent refreshes of one token, one
+// gets a new token. KEYS: old token, user's token set, new token; ARGV: old
+// jti, new jti, user id, TTL in milliseconds.
+var rotate = redis.NewScript(`
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+`)
+
+// Rotate swaps the live token old for a new one with the given role (a
+// refresh). If old is no longer live — revoked, or already swapped by a
+// concurrent refresh — no token is issued and the error is TOKEN_REVOKED.
+func (s *Service) Rotate(ctx context.Context, old Identity, role string) (string, Identity, error) {
+	signed, id, err := s.sign(old.UserID, role)
+	if err != nil {
+		return "", Identity{}, err
+	}
+	keys := []string{s.tokenKey(old.TokenID), s.userTokensKey(old.UserID), s.tokenKey(id.TokenID)}
+	n, err := rotate.Run(ctx, s.rdb, keys, old.TokenID, id.TokenID, old.UserID, s.cfg.TTL.Milliseconds()).Int()
+	if err != nil {
+		return "", Identity{}, unavailable(err)
+	}
+	if n == 0 {
+		return "", Identity{}, errRevoked
+	}
+	return signed, id, nil
+}
+
+var errRevoked = acmecrm.Errorf(acmecrm.KindUnauthorized, "TOKEN_REVOKED", "the token has been revoked")
+
+// sign makes a new token for the user; it is not live until registered.
+func (s *Service) sign(userID, role string) (string, Identity, error) {
 	now := s.cfg.Now()
 	id := Identity{UserID: userID, Role: role, TokenID: uuid.NewString(), IssuedAt: now, ExpiresAt: now.Add(s.cfg.TTL)}
 	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, claims{
@@ -130,13 +180,6 @@ func (s *Service) Issue(ctx context.Context, userID, role string) (string, Ident
 	signed, err := tok.SignedString(s.cfg.Secret)
 	if err != nil {
 		return "", Identity{}, fmt.Errorf("sign token: %w", err)
-	}
-	pipe := s.rdb.TxPipeline()
-	pipe.Set(ctx, s.tokenKey(id.TokenID), userID, s.cfg.TTL)
-	pipe.SAdd(ctx, s.userTokensKey(userID), id.TokenID)
-	pipe.Expire(ctx, s.userTokensKey(userID), s.cfg.TTL)
-	if _, err := pipe.Exec(ctx); err != nil {
-		return "", Identity{}, unavailable(err)
 	}
 	return signed, id, nil
 }
@@ -203,7 +246,7 @@ func (s *Service) Authenticate(ctx context.Context, token string, also func(redi
 		return Identity{}, unavailable(err)
 	}
 	if n == 0 || (va != 0 && id.IssuedAt.Unix() < va) {
-		return Identity{}, acmecrm.Errorf(acmecrm.KindUnauthorized, "TOKEN_REVOKED", "the token has been revoked")
+		return Identity{}, errRevoked
 	}
 	return id, nil
 }

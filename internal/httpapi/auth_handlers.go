@@ -88,10 +88,7 @@ func handleRefresh(store *postgres.Store, a *auth.Service, logger *slog.Logger, 
 			writeError(w, r, logger, now, err)
 			return
 		}
-		tok, id, err := a.Issue(r.Context(), u.ID, u.Role)
-		if err == nil {
-			err = a.Revoke(r.Context(), old)
-		}
+		tok, id, err := a.Rotate(r.Context(), old, u.Role)
 		if err != nil {
 			writeError(w, r, logger, now, err)
 			return

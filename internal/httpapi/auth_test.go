@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -212,6 +213,53 @@ func TestLogoutRefreshAndLogoutAll(t *testing.T) {
 	again := b.login("user@acmecrm.com", userPassword)
 	if r := b.call("GET", "/api/contacts", again, nil); r.status != 200 {
 		t.Errorf("login after logout-all: %d %s", r.status, r.body)
+	}
+}
+
+// Of concurrent refreshes of one token, exactly one gets a new token: a
+// refresh swaps the old token for the new one only while the old is live.
+func TestConcurrentRefreshesOfOneTokenIssueOne(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	tok := b.login("user@acmecrm.com", userPassword)
+	const n = 20
+	results := make([]response, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			results[i] = b.call("POST", "/api/auth/refresh", tok, nil)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	var fresh []string
+	for _, r := range results {
+		switch {
+		case r.status == 200:
+			fresh = append(fresh, r.json["token"].(string))
+		case r.status != 401 || r.errCode() != "TOKEN_REVOKED":
+			t.Errorf("refresh: %d %s", r.status, r.body)
+		}
+	}
+	if len(fresh) != 1 {
+		t.Fatalf("%d of %d concurrent refreshes of one token got a new token, want 1", len(fresh), n)
+	}
+	if r := b.call("GET", "/api/contacts", fresh[0], nil); r.status != 200 {
+		t.Errorf("the new token: %d %s", r.status, r.body)
+	}
+	if r := b.call("GET", "/api/contacts", tok, nil); r.status != 401 {
+		t.Errorf("the old token: %d", r.status)
+	}
+	// The new token is in the user's set: logout-all ends it.
+	if r := b.call("POST", "/api/auth/logout-all", b.user, nil); r.status != 200 {
+		t.Fatalf("logout-all: %d %s", r.status, r.body)
+	}
+	if r := b.call("GET", "/api/contacts", fresh[0], nil); r.status != 401 {
+		t.Errorf("the new token after logout-all: %d", r.status)
 	}
 }
 
