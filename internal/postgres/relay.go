@@ -24,6 +24,10 @@ const eventStateByID = `id = (SELECT id FROM webhook_receipts WHERE event_id = $
 // OutboxChannel is the LISTEN/NOTIFY channel that wakes the outbox relay.
 const OutboxChannel = "acmecrm_outbox"
 
+// relayLock is the transaction-level advisory lock a relay holds while it
+// claims and publishes a batch ("acmecrm outbox relay" in an int64).
+const relayLock int64 = 0x61636d65_72656c79
+
 // OutboxMessage is one queued Kafka record.
 type OutboxMessage struct {
 	ID      int64
@@ -34,15 +38,15 @@ type OutboxMessage struct {
 }
 
 // PublishOutbox claims up to n unpublished rows with ids from from on, in
-// id order (FOR UPDATE SKIP LOCKED: concurrent relays take different rows),
-// hands them to publish, and — only if publish succeeds — deletes them and
+// id order, hands them to publish, and — only if publish succeeds — deletes them and
 // marks their webhook events published, all in one transaction. If publish
 // fails the rows stay for the next attempt. Rows publish reports refused
 // for good (Kafka will never take that record: too large, say) become dead
 // letters instead, with the reason, and their events dead, so that one
 // record cannot hold back every row after it; once the cause is fixed they
 // are replayed like any dead letter. It returns how many rows it handled
-// and the highest id among them.
+// and the highest id among them; none while another relay is publishing
+// (relays take turns, so that rows reach Kafka in id order).
 //
 // Published rows are deleted, and until VACUUM removes them a scan from
 // the start of the table walks over every one; from lets a relay start
@@ -51,10 +55,20 @@ func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish fu
 	var count int
 	var last int64
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One relay publishes at a time. Two claiming side by side take
+		// different rows (a later batch may hold a later event of the same
+		// contact) and may land them in Kafka in either order; each waits
+		// here for the other's transaction instead, so rows reach Kafka in
+		// id order whatever the number of relays. A relay that finds the
+		// lock taken has nothing to do until its next wake-up; the lock
+		// ends with the holder's transaction, also when it dies.
+		//
 		// The table holds few live rows but, between vacuums, many pages of
 		// deleted ones: the planner then prefers reading every page to the
 		// index, which is the one plan that stays cheap here.
-		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
+		var turn bool
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1), set_config('enable_seqscan', 'off', true)`,
+			relayLock).Scan(&turn, new(string)); err != nil || !turn {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT id, topic, key, payload, headers FROM outbox

@@ -1,0 +1,88 @@
+package postgres_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
+)
+
+// Relays take turns. While one relay's batch is on its way to Kafka, a
+// second relay claims nothing: were it to publish the next rows meanwhile,
+// a later change of a contact could reach Kafka before an earlier one, and
+// consumers of the topic would see them out of order.
+func TestRelaysTakeTurns(t *testing.T) {
+	t.Parallel()
+	store := postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{})
+	ctx := context.Background()
+	for range 4 { // four changes of one contact, in order
+		if _, err := store.Pool().Exec(ctx, `INSERT INTO outbox (topic, key, payload, headers) VALUES ('contacts', 'c1', '{}', '{}')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var published []int64
+	publish := func(msgs []postgres.OutboxMessage) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, m := range msgs {
+			published = append(published, m.ID)
+		}
+	}
+
+	// The first relay claims two rows and is slow to publish them.
+	claimed, release := make(chan struct{}), make(chan struct{})
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := store.PublishOutbox(ctx, 0, 2, func(_ context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
+			close(claimed)
+			select {
+			case <-release:
+			case <-time.After(30 * time.Second):
+			}
+			publish(msgs)
+			return nil, nil
+		})
+		first <- err
+	}()
+	select {
+	case <-claimed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first relay claimed nothing")
+	}
+	// The second relay, meanwhile, publishes nothing.
+	n, _, err := store.PublishOutbox(ctx, 0, 2, func(_ context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
+		publish(msgs)
+		return nil, nil
+	})
+	close(release)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("a second relay published %d rows while the first was publishing", n)
+	}
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	// Then it takes its turn.
+	for range 10 {
+		n, _, err := store.PublishOutbox(ctx, 0, 2, func(_ context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
+			publish(msgs)
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if len(published) != 4 || !slices.IsSorted(published) {
+		t.Errorf("published rows %v, want all four in id order", published)
+	}
+}
