@@ -88,6 +88,7 @@ var envVars = []envVar{
 	{"KAFKA_CONSUMER_GROUP", "contact-events-group", "Consumer group of the contact-events consumer."},
 	{"KAFKA_SESSION_TIMEOUT", "45s", "Consumer group session timeout: how long a crashed consumer's partitions wait before others take them, 3s to 30m."},
 	{"EVENT_MAX_RETRIES", "5", "Retries of a failing event (after the first attempt) before it is dead-lettered."},
+	{"EVENT_RETENTION", "720h", "How long finished records are kept: webhooks processed or ignored, dead letters replayed, simulator deliveries ended. 1h to 87600h (whole seconds or a Go duration), or 0 to keep them for ever. The relay role prunes every 10 minutes; webhooks on their way, dead ones and dead letters not replayed are kept whatever their age."},
 	{"INGEST_WRITERS", "2", "Webhook batches committing at once."},
 	{"INGEST_MAX_BATCH", "512", "Most webhooks in one coalesced insert."},
 	{"WEBHOOK_SIMULATOR_TARGET_URL", "", "Where the simulator sends when a request names no target, and the auto-trigger's target; empty means http://localhost:$PORT/api/webhooks (this service)."},
@@ -151,6 +152,7 @@ type config struct {
 	ConsumerGroup   string
 	MaxRetries      int
 	SessionTimeout  time.Duration
+	Retention       time.Duration // 0: keep for ever
 	IngestWriters   int
 	IngestMaxBatch  int
 	Simulator       simulatorConfig
@@ -444,6 +446,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	c.ConsumerGroup = r.str("KAFKA_CONSUMER_GROUP")
 	c.MaxRetries = r.intRange("EVENT_MAX_RETRIES", 0, 100)
 	c.SessionTimeout = r.duration("KAFKA_SESSION_TIMEOUT", 3*time.Second, 30*time.Minute)
+	if r.str("EVENT_RETENTION") != "0" {
+		c.Retention = r.duration("EVENT_RETENTION", time.Hour, 87600*time.Hour)
+	}
 	c.IngestWriters = r.intRange("INGEST_WRITERS", 1, 64)
 	c.IngestMaxBatch = r.intRange("INGEST_MAX_BATCH", 1, 10000)
 	c.Simulator = r.simulator()

@@ -30,7 +30,7 @@ func TestConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":3000" || c.JWTExpiration != time.Hour || c.MaxBodyBytes != 1<<20 || c.KafkaPartitions != 6 {
+	if c.Addr != ":3000" || c.JWTExpiration != time.Hour || c.MaxBodyBytes != 1<<20 || c.KafkaPartitions != 6 || c.Retention != 30*24*time.Hour {
 		t.Errorf("defaults: %+v", c)
 	}
 	if c.DatabaseURL != "postgres://postgres@localhost:5432/acmecrm?sslmode=disable" {
@@ -277,6 +277,9 @@ func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
 		{"KAFKA_TOPIC_CONTACTS", "contact-events-dlq", "must differ from KAFKA_TOPIC_DLQ"},
 		{"RATE_LIMIT_WEBHOOK", "99999999999999/1ns", "more than 1,000,000 requests a second"},
 		{"TRUSTED_PROXIES", "10.0.0.0/8,lb.internal", "not an IP address or a CIDR range"},
+		{"EVENT_RETENTION", "59m", "between 1h and 87600h"},
+		{"EVENT_RETENTION", "-720h", "between 1h and 87600h"},
+		{"EVENT_RETENTION", "off", "between 1h and 87600h"},
 	}
 	for _, c := range bad {
 		e := validEnv()
@@ -290,7 +293,7 @@ func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
 	good := map[string]string{
 		"JWT_EXPIRATION": "60", "REQUEST_TIMEOUT": "100ms", "SHUTDOWN_TIMEOUT": "1h", "KAFKA_SESSION_TIMEOUT": "6s",
 		"HTTP_ADDR": "[::1]:0", "KAFKA_TOPIC_CONTACTS": "crm.contacts_v2", "RATE_LIMIT_WEBHOOK": "1000000/1s",
-		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7",
+		"TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.7", "EVENT_RETENTION": "0",
 	}
 	e := validEnv()
 	for k, v := range good {
@@ -305,5 +308,8 @@ func TestConfigRefusesValuesThatCannotWork(t *testing.T) {
 	}
 	if len(c.TrustedProxies) != 2 {
 		t.Errorf("trusted proxies = %v", c.TrustedProxies)
+	}
+	if c.Retention != 0 {
+		t.Errorf("EVENT_RETENTION=0: retention = %s, want 0 (keep for ever)", c.Retention)
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/outbox"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
+	"github.com/acmecrm/acmecrm/internal/retention"
 	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/telemetry"
 	"github.com/acmecrm/acmecrm/internal/webhook"
@@ -249,6 +250,9 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	}
 	if slices.Contains(roles, "relay") {
 		start("outbox relay", outbox.New(store, d.kafka, logger, outbox.Options{Metrics: metrics}).Run)
+		if cfg.Retention > 0 {
+			start("retention", retention.New(store, logger, retention.Options{Retention: cfg.Retention, Metrics: metrics}).Run)
+		}
 	}
 	if slices.Contains(roles, "consumer") {
 		c, err := consumer.New(cfg.Kafka, store, logger, consumer.Options{

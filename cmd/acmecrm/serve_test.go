@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/devstack"
 	"github.com/acmecrm/acmecrm/internal/infratest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
@@ -405,6 +406,52 @@ func TestRolesRunSeparately(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the pipeline instance never applied the event")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The relay role prunes finished records older than EVENT_RETENTION, and
+// keeps the rest.
+func TestRelayRolePrunesFinishedRecords(t *testing.T) {
+	t.Parallel()
+	vars := testEnv(t)
+	vars["EVENT_RETENTION"] = "720h"
+	ctx := context.Background()
+	pool, err := postgres.Open(ctx, vars["DATABASE_URL"], 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	var evs []postgres.IncomingEvent
+	for _, id := range []string{"evt_old", "evt_recent"} {
+		evs = append(evs, postgres.IncomingEvent{Event: acmecrm.Event{EventID: id, EventType: "contact.merged",
+			OccurredAt: time.Now().UTC(), ReceivedAt: time.Now().UTC(), Source: acmecrm.SourceAcme, ContactID: "crm-9"},
+			Headers: map[string]string{}, RawBody: []byte("{}")})
+	}
+	if out, err := store.RecordEvents(ctx, "contact-events", evs); err != nil || out[0] != "ignored" || out[1] != "ignored" {
+		t.Fatalf("record: %v %v", out, err)
+	}
+	if _, err := pool.Exec(ctx, `UPDATE webhook_receipts SET received_at = now() - interval '31 days' WHERE event_id = 'evt_old'`); err != nil {
+		t.Fatal(err)
+	}
+	startService(t, vars, "serve", "--roles", "relay")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var left []string
+		rows, _ := pool.Query(ctx, `SELECT event_id FROM webhook_events ORDER BY event_id`)
+		for rows.Next() {
+			var id string
+			_ = rows.Scan(&id)
+			left = append(left, id)
+		}
+		rows.Close()
+		if len(left) == 1 && left[0] == "evt_recent" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("webhooks left %v, want [evt_recent]", left)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

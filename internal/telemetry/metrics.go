@@ -61,6 +61,7 @@ type Metrics struct {
 
 	rateLimit         *prometheus.CounterVec
 	simulatorAttempts *prometheus.CounterVec
+	pruned            *prometheus.CounterVec
 }
 
 // NewMetrics creates the service's metrics on a new registry, with the Go
@@ -115,6 +116,7 @@ func NewMetrics(version string) *Metrics {
 
 	m.rateLimit = counter("rate_limit_decisions_total", "Rate-limit decisions, by policy, decision (allowed, limited) and backend (redis, memory).", "policy", "decision", "backend")
 	m.simulatorAttempts = counter("simulator_delivery_attempts_total", "Simulator delivery attempts, by result (delivered, retry, failed).", "result")
+	m.pruned = counter("retention_pruned_total", "Rows deleted for being older than EVENT_RETENTION, by kind (webhooks, dead_letters, simulator_deliveries).", "kind")
 	return m
 }
 
@@ -305,5 +307,12 @@ func (m *Metrics) RateLimit(policy string, allowed, fallback bool) {
 func (m *Metrics) SimulatorAttempt(result string) {
 	if m != nil {
 		m.simulatorAttempts.WithLabelValues(result).Inc()
+	}
+}
+
+// Pruned counts rows the retention deleted, by kind.
+func (m *Metrics) Pruned(kind string, n int) {
+	if m != nil && n > 0 {
+		m.pruned.WithLabelValues(kind).Add(float64(n))
 	}
 }
