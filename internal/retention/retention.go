@@ -66,6 +66,7 @@ type Totals struct {
 // pass that fails is logged and tried again at the next interval.
 func (p *Pruner) Run(ctx context.Context) error {
 	for {
+		start := time.Now()
 		t, err := p.Prune(ctx)
 		switch {
 		case ctx.Err() != nil:
@@ -74,7 +75,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 			p.logger.Warn("retention: pruning failed; trying again later", "err", err, "retry_in", p.opts.Interval.String())
 		case t.Webhooks+t.DeadLetters+t.Deliveries > 0:
 			p.logger.Info("retention: pruned", "webhooks", t.Webhooks, "dead_letters", t.DeadLetters,
-				"simulator_deliveries", t.Deliveries, "retention", p.opts.Retention.String())
+				"simulator_deliveries", t.Deliveries, "retention", p.opts.Retention.String(), "took", time.Since(start).Round(time.Millisecond).String())
 		}
 		timer := time.NewTimer(p.opts.Interval)
 		select {
