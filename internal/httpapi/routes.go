@@ -63,7 +63,7 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("GET /api/webhooks/{eventId}", user(handleGetWebhook(opts.Store, opts.Logger, opts.Now)))
 
 	// Event tracking (SPEC §9), from durable state.
-	mux.Handle("GET /api/metrics/events", user(handleEventMetrics(opts.Store, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/metrics/events", user(handleEventMetrics(opts.Store, opts.EventStatsMinAge, opts.Logger, opts.Now)))
 
 	// Administration (admin role).
 	admin := func(h http.Handler) http.Handler { return body(g.authenticated(auth.RoleAdmin, text(h))) }

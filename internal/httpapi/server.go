@@ -47,6 +47,10 @@ type Options struct {
 	Auth    *auth.Service
 	Limiter *ratelimit.Limiter
 	Limits  Limits
+	// EventStatsMinAge is the least time an answer of GET
+	// /api/metrics/events is reused (default 1 s; it is reused ten times
+	// as long as it took to compute, if that is longer).
+	EventStatsMinAge time.Duration
 	// TrustedProxies are believed about the client's address
 	// (X-Forwarded-For), which the per-IP limits count.
 	TrustedProxies TrustedProxies

@@ -52,6 +52,7 @@ type setupOpts struct {
 	logOut      io.Writer // default: discarded
 	autoTrigger bool      // the simulator's auto-trigger
 	metrics     bool      // serve /metrics
+	statsMinAge time.Duration
 }
 
 var generousLimits = Limits{
@@ -141,6 +142,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 		Metrics: metrics,
 		Logger:  logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
 		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits, TrustedProxies: o.proxies,
+		EventStatsMinAge: o.statsMinAge,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
 			MaxAge:  5 * time.Minute, Now: time.Now,

@@ -374,3 +374,47 @@ func TestWebhookBodiesAndSecretsStayOutOfLogs(t *testing.T) {
 		}
 	}
 }
+
+// The event statistics are one pass over the event log: concurrent callers
+// share one computation, and its answer is reused for a while (generatedAt
+// says when it was made) instead of scanning the log again per request.
+func TestEventMetricsAreComputedOnceForConcurrentCallers(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{statsMinAge: time.Hour})
+	if r := b.post(createdBody("evt_stats_1", "crm-s1", time.Now().UTC().Format(time.RFC3339)), webhookSecret, time.Now()); r.status != 202 {
+		t.Fatalf("webhook: %d %s", r.status, r.body)
+	}
+	const n = 10
+	answers := make([]response, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i] = b.call("GET", "/api/metrics/events", b.user, nil)
+		}()
+	}
+	wg.Wait()
+	generated := map[any]int{}
+	for _, r := range answers {
+		if r.status != 200 {
+			t.Fatalf("event metrics: %d %s", r.status, r.body)
+		}
+		generated[r.data()["generatedAt"]]++
+	}
+	if len(generated) != 1 {
+		t.Fatalf("%d concurrent callers got %d computations (%v), want one", n, len(generated), generated)
+	}
+	first := answers[0].data()
+	if totals := first["totals"].(map[string]any); totals["received"] != float64(1) {
+		t.Errorf("totals: %v", totals)
+	}
+	// Within its age the answer is reused, even though the log changed.
+	if r := b.post(createdBody("evt_stats_2", "crm-s2", time.Now().UTC().Format(time.RFC3339)), webhookSecret, time.Now()); r.status != 202 {
+		t.Fatalf("webhook: %d %s", r.status, r.body)
+	}
+	again := b.call("GET", "/api/metrics/events", b.user, nil).data()
+	if again["generatedAt"] != first["generatedAt"] || again["totals"].(map[string]any)["received"] != float64(1) {
+		t.Errorf("a second call within the answer's age computed again: %v", again)
+	}
+}
