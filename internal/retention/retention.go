@@ -39,7 +39,19 @@ type Pruner struct {
 	store  *postgres.Store
 	logger *slog.Logger
 	opts   Options
+
+	// A pass goes on from where the previous one stopped: the webhooks
+	// before that point were pruned or kept, and walking over the pruned
+	// ones again would read every index entry they left until VACUUM
+	// removes it (it runs seldom on a large table). The kept ones (dead,
+	// or not yet processed) can finish later, so once a day a pass starts
+	// again from the first webhook.
+	cursor   postgres.PruneCursor
+	fullPass time.Time // when the last pass from the first webhook started
 }
+
+// fullPassEvery is how often a pass starts from the first webhook.
+const fullPassEvery = 24 * time.Hour
 
 // New returns a Pruner.
 func New(store *postgres.Store, logger *slog.Logger, opts Options) *Pruner {
@@ -88,23 +100,28 @@ func (p *Pruner) Run(ctx context.Context) error {
 }
 
 // Prune makes one pass: it deletes every finished record older than the
-// retention, batch by batch.
+// retention, batch by batch (webhooks from where the last pass stopped,
+// or from the first one once a day). Passes of one Pruner must not
+// overlap.
 func (p *Pruner) Prune(ctx context.Context) (Totals, error) {
 	var t Totals
-	cutoff := p.opts.Now().Add(-p.opts.Retention)
-	var cur postgres.PruneCursor
+	now := p.opts.Now()
+	cutoff := now.Add(-p.opts.Retention)
+	if now.Sub(p.fullPass) >= fullPassEvery {
+		p.cursor, p.fullPass = postgres.PruneCursor{}, now
+	}
 	for {
-		n, next, done, busy, err := p.store.PruneWebhooks(ctx, cur, cutoff, p.opts.Batch)
+		n, next, done, busy, err := p.store.PruneWebhooks(ctx, p.cursor, cutoff, p.opts.Batch)
 		t.Webhooks += n
 		p.opts.Metrics.Pruned("webhooks", n)
 		if err != nil || busy {
 			t.Busy = busy
 			return t, err
 		}
+		p.cursor = next
 		if done {
 			break
 		}
-		cur = next
 	}
 	for {
 		dl, sd, busy, err := p.store.PruneFinished(ctx, cutoff, p.opts.Batch)

@@ -204,3 +204,35 @@ func durationOrNil(d *time.Duration) any {
 	}
 	return d.String()
 }
+
+// A pass goes on from where the last one stopped, so it does not walk the
+// pruned part of the log again; a webhook it kept that finishes later is
+// pruned by the day's pass from the first webhook.
+func TestPassesGoOnFromWhereTheLastStopped(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.webhook("dead-then-replayed", "dead", 40*day)
+	f.webhook("processed", "processed", 40*day)
+	now := time.Now()
+	p := retention.New(f.store, slog.New(slog.DiscardHandler), retention.Options{Retention: 30 * day, Batch: 1,
+		Now: func() time.Time { return now }})
+	if got, err := p.Prune(context.Background()); err != nil || got.Webhooks != 1 {
+		t.Fatalf("first pass: %+v, %v", got, err)
+	}
+	// The dead webhook's dead letter is replayed and it is processed.
+	f.exec(`UPDATE webhook_event_state SET status = 'processed'`)
+	f.webhook("processed-later", "processed", 35*day)
+	if got, err := p.Prune(context.Background()); err != nil || got.Webhooks != 1 {
+		t.Fatalf("next pass: %+v, %v", got, err)
+	}
+	if got := f.strings(`SELECT event_id FROM webhook_receipts`); !slices.Equal(got, []string{"dead-then-replayed"}) {
+		t.Errorf("after the next pass: %v, want the webhook before its start kept", got)
+	}
+	now = now.Add(25 * time.Hour)
+	if got, err := p.Prune(context.Background()); err != nil || got.Webhooks != 1 {
+		t.Fatalf("a day later: %+v, %v", got, err)
+	}
+	if got := f.strings(`SELECT event_id FROM webhook_receipts`); len(got) != 0 {
+		t.Errorf("after the day's full pass: %v, want none", got)
+	}
+}
