@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -66,9 +67,14 @@ func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish fu
 		// The table holds few live rows but, between vacuums, many pages of
 		// deleted ones: the planner then prefers reading every page to the
 		// index, which is the one plan that stays cheap here.
+		//
+		// A relay that stops talking in the middle of its turn (cut off
+		// from the database without the server noticing) loses its session
+		// after RelayStall, and the turn with it.
 		var turn bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1), set_config('enable_seqscan', 'off', true)`,
-			relayLock).Scan(&turn, new(string)); err != nil || !turn {
+		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1), set_config('enable_seqscan', 'off', true),
+				set_config('idle_in_transaction_session_timeout', $2, true)`,
+			relayLock, strconv.FormatInt(s.opts.RelayStall.Milliseconds(), 10)).Scan(&turn, new(string), new(string)); err != nil || !turn {
 			return err
 		}
 		rows, err := tx.Query(ctx, `SELECT id, topic, key, payload, headers FROM outbox

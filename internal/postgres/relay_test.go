@@ -86,3 +86,54 @@ func TestRelaysTakeTurns(t *testing.T) {
 		t.Errorf("published rows %v, want all four in id order", published)
 	}
 }
+
+// A relay that stops talking in the middle of its turn — cut off from the
+// database without the server noticing — loses its session after
+// RelayStall, and the turn with it: the other relays do not wait for TCP
+// keepalives to give up, hours later.
+func TestAStalledRelayLosesItsTurn(t *testing.T) {
+	t.Parallel()
+	store := postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{RelayStall: 300 * time.Millisecond})
+	ctx := context.Background()
+	for range 2 {
+		if _, err := store.Pool().Exec(ctx, `INSERT INTO outbox (topic, key, payload, headers) VALUES ('contacts', 'c1', '{}', '{}')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	claimed, release := make(chan struct{}), make(chan struct{})
+	defer close(release)
+	first := make(chan error, 1)
+	go func() {
+		_, _, err := store.PublishOutbox(ctx, 0, 10, func(context.Context, []postgres.OutboxMessage) (map[int64]error, error) {
+			close(claimed)
+			<-release // stalled
+			return nil, nil
+		})
+		first <- err
+	}()
+	select {
+	case <-claimed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first relay claimed nothing")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, _, err := store.PublishOutbox(ctx, 0, 10, func(context.Context, []postgres.OutboxMessage) (map[int64]error, error) {
+			return nil, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the stalled relay kept its turn")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	release <- struct{}{}
+	if err := <-first; err == nil {
+		t.Error("the stalled relay's transaction committed after it lost its session")
+	}
+}
