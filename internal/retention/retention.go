@@ -84,6 +84,7 @@ func (p *Pruner) Run(ctx context.Context) error {
 		case ctx.Err() != nil:
 			return nil
 		case err != nil:
+			p.opts.Metrics.PruneFailed()
 			p.logger.Warn("retention: pruning failed; trying again later", "err", err, "retry_in", p.opts.Interval.String())
 		case t.Webhooks+t.DeadLetters+t.Deliveries > 0:
 			p.logger.Info("retention: pruned", "webhooks", t.Webhooks, "dead_letters", t.DeadLetters,

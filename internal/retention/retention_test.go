@@ -7,10 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/infratest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/retention"
+	"github.com/acmecrm/acmecrm/internal/telemetry"
 )
 
 func TestMain(m *testing.M) { infratest.Main(m) }
@@ -235,4 +238,42 @@ func TestPassesGoOnFromWhereTheLastStopped(t *testing.T) {
 	if got := f.strings(`SELECT event_id FROM webhook_receipts`); len(got) != 0 {
 		t.Errorf("after the day's full pass: %v, want none", got)
 	}
+}
+
+// A pass that fails is counted (and tried again at the next interval).
+func TestFailedPassesAreCounted(t *testing.T) {
+	t.Parallel()
+	pool := infratest.Pool(t)
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	metrics := telemetry.NewMetrics("test")
+	p := retention.New(store, slog.New(slog.DiscardHandler), retention.Options{Retention: 30 * day, Interval: 20 * time.Millisecond, Metrics: metrics})
+	// The database refuses the pass: the tables it prunes are gone.
+	if _, err := pool.Exec(context.Background(), `ALTER TABLE webhook_receipts RENAME TO webhook_receipts_away`); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(30 * time.Second)
+	for failures(t, metrics) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("failed passes were not counted")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func failures(t *testing.T, m *telemetry.Metrics) float64 {
+	t.Helper()
+	fams, err := m.Registerer().(prometheus.Gatherer).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "acmecrm_retention_failures_total" {
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }

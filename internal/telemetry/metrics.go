@@ -62,6 +62,7 @@ type Metrics struct {
 	rateLimit         *prometheus.CounterVec
 	simulatorAttempts *prometheus.CounterVec
 	pruned            *prometheus.CounterVec
+	pruneFailures     prometheus.Counter
 }
 
 // NewMetrics creates the service's metrics on a new registry, with the Go
@@ -117,6 +118,7 @@ func NewMetrics(version string) *Metrics {
 	m.rateLimit = counter("rate_limit_decisions_total", "Rate-limit decisions, by policy, decision (allowed, limited) and backend (redis, memory).", "policy", "decision", "backend")
 	m.simulatorAttempts = counter("simulator_delivery_attempts_total", "Simulator delivery attempts, by result (delivered, retry, failed).", "result")
 	m.pruned = counter("retention_pruned_total", "Rows deleted for being older than EVENT_RETENTION, by kind (webhooks, dead_letters, simulator_deliveries).", "kind")
+	m.pruneFailures = counter("retention_failures_total", "Retention passes that failed (tried again at the next interval).").WithLabelValues()
 	return m
 }
 
@@ -314,5 +316,12 @@ func (m *Metrics) SimulatorAttempt(result string) {
 func (m *Metrics) Pruned(kind string, n int) {
 	if m != nil && n > 0 {
 		m.pruned.WithLabelValues(kind).Add(float64(n))
+	}
+}
+
+// PruneFailed counts a retention pass that failed.
+func (m *Metrics) PruneFailed() {
+	if m != nil {
+		m.pruneFailures.Inc()
 	}
 }
