@@ -19,11 +19,7 @@ func TestRelaysTakeTurns(t *testing.T) {
 	t.Parallel()
 	store := postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{})
 	ctx := context.Background()
-	for range 4 { // four changes of one contact, in order
-		if _, err := store.Pool().Exec(ctx, `INSERT INTO outbox (topic, key, payload, headers) VALUES ('contacts', 'c1', '{}', '{}')`); err != nil {
-			t.Fatal(err)
-		}
-	}
+	queue(t, store, 4) // four changes of one contact, in order
 	var mu sync.Mutex
 	var published []int64
 	publish := func(msgs []postgres.OutboxMessage) {
@@ -35,25 +31,8 @@ func TestRelaysTakeTurns(t *testing.T) {
 	}
 
 	// The first relay claims two rows and is slow to publish them.
-	claimed, release := make(chan struct{}), make(chan struct{})
-	first := make(chan error, 1)
-	go func() {
-		_, _, err := store.PublishOutbox(ctx, 0, 2, func(_ context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
-			close(claimed)
-			select {
-			case <-release:
-			case <-time.After(30 * time.Second):
-			}
-			publish(msgs)
-			return nil, nil
-		})
-		first <- err
-	}()
-	select {
-	case <-claimed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the first relay claimed nothing")
-	}
+	release := make(chan struct{})
+	first := holdTurn(t, store, 2, release, publish)
 	// The second relay, meanwhile, publishes nothing.
 	n, _, err := store.PublishOutbox(ctx, 0, 2, func(_ context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
 		publish(msgs)
@@ -95,27 +74,10 @@ func TestAStalledRelayLosesItsTurn(t *testing.T) {
 	t.Parallel()
 	store := postgres.NewStore(infratest.Pool(t), postgres.StoreOptions{RelayStall: 300 * time.Millisecond})
 	ctx := context.Background()
-	for range 2 {
-		if _, err := store.Pool().Exec(ctx, `INSERT INTO outbox (topic, key, payload, headers) VALUES ('contacts', 'c1', '{}', '{}')`); err != nil {
-			t.Fatal(err)
-		}
-	}
-	claimed, release := make(chan struct{}), make(chan struct{})
+	queue(t, store, 2)
+	release := make(chan struct{})
 	defer close(release)
-	first := make(chan error, 1)
-	go func() {
-		_, _, err := store.PublishOutbox(ctx, 0, 10, func(context.Context, []postgres.OutboxMessage) (map[int64]error, error) {
-			close(claimed)
-			<-release // stalled
-			return nil, nil
-		})
-		first <- err
-	}()
-	select {
-	case <-claimed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the first relay claimed nothing")
-	}
+	first := holdTurn(t, store, 10, release, nil) // and stalls
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		n, _, err := store.PublishOutbox(ctx, 0, 10, func(context.Context, []postgres.OutboxMessage) (map[int64]error, error) {
@@ -136,4 +98,44 @@ func TestAStalledRelayLosesItsTurn(t *testing.T) {
 	if err := <-first; err == nil {
 		t.Error("the stalled relay's transaction committed after it lost its session")
 	}
+}
+
+// queue adds n outbox rows for one contact.
+func queue(t *testing.T, store *postgres.Store, n int) {
+	t.Helper()
+	for range n {
+		if _, err := store.Pool().Exec(context.Background(), `INSERT INTO outbox (topic, key, payload, headers) VALUES ('contacts', 'c1', '{}', '{}')`); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// holdTurn starts a relay that claims up to n rows and then waits for
+// release (30 s at most) before it publishes them (to publish, when not
+// nil). It returns once the rows are claimed; the relay's result arrives
+// on the channel.
+func holdTurn(t *testing.T, store *postgres.Store, n int, release <-chan struct{}, publish func([]postgres.OutboxMessage)) <-chan error {
+	t.Helper()
+	claimed := make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		_, _, err := store.PublishOutbox(context.Background(), 0, n, func(_ context.Context, msgs []postgres.OutboxMessage) (map[int64]error, error) {
+			close(claimed)
+			select {
+			case <-release:
+			case <-time.After(30 * time.Second):
+			}
+			if publish != nil {
+				publish(msgs)
+			}
+			return nil, nil
+		})
+		result <- err
+	}()
+	select {
+	case <-claimed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first relay claimed nothing")
+	}
+	return result
 }
