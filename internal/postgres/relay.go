@@ -58,11 +58,11 @@ func (s *Store) PublishOutbox(ctx context.Context, from int64, n int, publish fu
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// One relay publishes at a time. Two claiming side by side take
 		// different rows (a later batch may hold a later event of the same
-		// contact) and may land them in Kafka in either order; each waits
-		// here for the other's transaction instead, so rows reach Kafka in
-		// id order whatever the number of relays. A relay that finds the
-		// lock taken has nothing to do until its next wake-up; the lock
-		// ends with the holder's transaction, also when it dies.
+		// contact) and may land them in Kafka in either order. So a relay
+		// claims only while it holds this lock, and one that finds it taken
+		// claims nothing until its next wake-up: rows reach Kafka in id
+		// order whatever the number of relays. The lock ends with the
+		// holder's transaction, also when it dies.
 		//
 		// The table holds few live rows but, between vacuums, many pages of
 		// deleted ones: the planner then prefers reading every page to the
