@@ -12,6 +12,14 @@ import (
 // ("acmecrm prune" in an int64).
 const pruneLock int64 = 0x61636d65_7072756e
 
+// pruneBusy takes the pruning turn for tx's transaction, or reports that
+// another instance holds it.
+func pruneBusy(ctx context.Context, tx pgx.Tx) (bool, error) {
+	var busy bool
+	err := tx.QueryRow(ctx, `SELECT NOT pg_try_advisory_xact_lock($1)`, pruneLock).Scan(&busy)
+	return busy, err
+}
+
 // PruneCursor is where PruneWebhooks continues: the receipts with ids up
 // to After were looked at.
 type PruneCursor struct{ After int64 }
@@ -28,7 +36,8 @@ type PruneCursor struct{ After int64 }
 func (s *Store) PruneWebhooks(ctx context.Context, cur PruneCursor, cutoff time.Time, n int) (deleted int, next PruneCursor, done, busy bool, err error) {
 	next = cur
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT NOT pg_try_advisory_xact_lock($1)`, pruneLock).Scan(&busy); err != nil || busy {
+		var err error
+		if busy, err = pruneBusy(ctx, tx); err != nil || busy {
 			return err
 		}
 		var last *int64
@@ -36,7 +45,7 @@ func (s *Store) PruneWebhooks(ctx context.Context, cur PruneCursor, cutoff time.
 		var young bool
 		// The state rows are locked in id order, as the relay and the
 		// consumer lock them (DECISIONS.md #34).
-		err := tx.QueryRow(ctx, `
+		err = tx.QueryRow(ctx, `
 WITH cand AS (
 	SELECT id, received_at < $2 AS old FROM webhook_receipts WHERE id > $1 ORDER BY id LIMIT $3
 ), upto AS (
@@ -75,7 +84,8 @@ FROM upto u`, cur.After, cutoff, n).Scan(&deleted, &last, &scanned, &young)
 // cutoff, with their attempts. It returns how many of each it deleted.
 func (s *Store) PruneFinished(ctx context.Context, cutoff time.Time, n int) (deadLetters, deliveries int, busy bool, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if err := tx.QueryRow(ctx, `SELECT NOT pg_try_advisory_xact_lock($1)`, pruneLock).Scan(&busy); err != nil || busy {
+		var err error
+		if busy, err = pruneBusy(ctx, tx); err != nil || busy {
 			return err
 		}
 		return tx.QueryRow(ctx, `
