@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/acmecrm/acmecrm/internal/devstack"
 	"github.com/acmecrm/acmecrm/internal/postgres"
@@ -53,7 +55,7 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	unlock, err := lockDir(dir)
+	unlock, err := lockDir(dir, dirLockWait)
 	if err != nil {
 		return err
 	}
@@ -151,18 +153,36 @@ func shownPassword(p string) string {
 	return "<ADMIN_PASSWORD>"
 }
 
+// dirLockWait is how long lockDir waits for the data folder's lock.
+const dirLockWait = 3 * time.Second
+
 // lockDir takes an exclusive lock on dir so that two local runs never share
-// (and corrupt) the same data.
-func lockDir(dir string) (func(), error) {
+// (and corrupt) the same data. A lock that is taken is tried again until
+// wait has passed, because a lock just released may still look taken: the
+// run before may be ending (stopping its servers), and a process forked
+// while the lock was open shares it until it execs (the test binary runs
+// local runs next to tests that start servers).
+func lockDir(dir string, wait time.Duration) (func(), error) {
 	f, err := os.OpenFile(filepath.Join(dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("%s is in use by another `acmecrm dev` (stop it first, or pass --data)", dir)
+	deadline := time.Now().Add(wait)
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("%s is in use by another `acmecrm dev` (stop it first, or pass --data)", dir)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return func() { f.Close() }, nil
 }
 
 // redactURL hides the password of a URL for display.

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/acmecrm/acmecrm/internal/devstack"
 	"github.com/acmecrm/acmecrm/internal/infratest"
@@ -110,4 +111,31 @@ func TestDLQCommand(t *testing.T) {
 	if n != 1 {
 		t.Errorf("outbox rows after replay: %d", n)
 	}
+}
+
+// The data folder's lock is waited for, briefly: a run that is ending, or
+// a process forked while the lock was open and not yet exec'd, holds it
+// for a moment after it was released. Held for good, it is refused.
+func TestDataFolderLockWaitsForARelease(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	unlock, err := lockDir(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lockDir(dir, 100*time.Millisecond); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second lock while held: %v", err)
+	}
+	released := make(chan struct{})
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		unlock()
+		close(released)
+	}()
+	again, err := lockDir(dir, 5*time.Second)
+	if err != nil {
+		t.Fatalf("lock released 200 ms later: %v", err)
+	}
+	<-released
+	again()
 }
