@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -371,4 +372,91 @@ func TestWebhookPayloadSchemaDescribesTheReceiver(t *testing.T) {
 			t.Errorf("%s: the document says valid=%v, the receiver answered %d, want both %v (%s)", tc.name, docOK, r.status, tc.ok, r.body)
 		}
 	}
+}
+
+// Every documented query parameter is read as the document says: a value
+// at each documented bound, in the enum or a boolean is accepted, and one
+// beyond a bound, outside the enum or not a boolean is refused with 400
+// naming the parameter. So a client that keeps to the document is never
+// refused, and one that does not is told which parameter is wrong.
+func TestQueryParametersMatchTheOpenAPIDocument(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	c := loadContract(t)
+	checked := 0
+	for path, ops := range c.doc["paths"].(map[string]any) {
+		op, ok := ops.(map[string]any)["get"].(map[string]any)
+		if !ok || strings.Contains(path, "{") {
+			continue
+		}
+		params, _ := op["parameters"].([]any)
+		for _, raw := range params {
+			p, _ := c.deref(raw)
+			pm := p.(map[string]any)
+			if pm["in"] != "query" {
+				continue
+			}
+			name := pm["name"].(string)
+			good, bad := queryValues(pm["schema"].(map[string]any))
+			for _, v := range good {
+				target := path + "?" + url.Values{name: {v}}.Encode()
+				if r := b.call("GET", target, b.admin, nil); r.status != 200 {
+					t.Errorf("GET %s: %d, want 200 (the document allows it): %s", target, r.status, r.body)
+				}
+				checked++
+			}
+			for _, v := range bad {
+				target := path + "?" + url.Values{name: {v}}.Encode()
+				if r := b.call("GET", target, b.admin, nil); r.status != 400 || !strings.Contains(string(r.body), `"path":"`+name+`"`) {
+					t.Errorf("GET %s: %d, want 400 naming %s (the document does not allow it): %s", target, r.status, name, r.body)
+				}
+				checked++
+			}
+		}
+	}
+	if checked < 40 {
+		t.Fatalf("only %d parameter values checked: the document's query parameters were not found", checked)
+	}
+}
+
+// queryValues gives values a query parameter's schema allows and values
+// it does not.
+func queryValues(s map[string]any) (good, bad []string) {
+	switch s["type"] {
+	case "integer":
+		good, bad = []string{}, []string{"x", "1.5"}
+		if v, ok := schemaInt(s["minimum"]); ok {
+			good = append(good, strconv.Itoa(v))
+			bad = append(bad, strconv.Itoa(v-1))
+		}
+		if v, ok := schemaInt(s["maximum"]); ok {
+			good = append(good, strconv.Itoa(v))
+			bad = append(bad, strconv.Itoa(v+1))
+		}
+	case "boolean":
+		good, bad = []string{"true", "false"}, []string{"yes", "1"}
+	case "string":
+		if enum, ok := s["enum"].([]any); ok {
+			for _, e := range enum {
+				good = append(good, e.(string))
+			}
+			bad = append(bad, "bogus")
+		}
+		if v, ok := schemaInt(s["maxLength"]); ok {
+			good = append(good, strings.Repeat("a", v))
+			bad = append(bad, strings.Repeat("a", v+1))
+		}
+	}
+	return good, bad
+}
+
+// schemaInt reads a whole number of the document (a json.Number as the
+// schema library decodes it).
+func schemaInt(v any) (int, bool) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, false
+	}
+	i, err := n.Int64()
+	return int(i), err == nil
 }

@@ -202,8 +202,11 @@ func handleListWebhooks(store *postgres.Store, pending bool, logger *slog.Logger
 			}
 			wq.Before = id
 		}
-		if len(wq.Type) > 100 || len(wq.ContactID) > 255 {
-			p.Add("type", "filters must be short strings")
+		if utf8.RuneCountInString(wq.Type) > 100 {
+			p.Add("type", "must be at most 100 characters")
+		}
+		if utf8.RuneCountInString(wq.ContactID) > 255 {
+			p.Add("contactId", "must be at most 255 characters")
 		}
 		if err := p.Err("invalid query parameters"); err != nil {
 			writeError(w, r, logger, now, err)
