@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -80,6 +82,27 @@ func TestDLQCommand(t *testing.T) {
 	if code, out, _ := runCLI(t, e, "dlq", "list"); code != 0 || !strings.Contains(out, "evt_dead") || !strings.Contains(out, "constraint violated") {
 		t.Errorf("dlq list: %d %q", code, out)
 	}
+	// A page that is full says how to list the next, older one.
+	if err := store.RecordDeadLetter(ctx, postgres.DeadLetter{EventID: "evt_dead2", EventType: "contact.updated", Topic: "contact-events",
+		Key: "c2", Payload: []byte(`{}`), Headers: map[string]string{}, Error: "constraint violated", Attempts: 6}); err != nil {
+		t.Fatal(err)
+	}
+	var first, second int64
+	if err := pool.QueryRow(ctx, `SELECT min(id), max(id) FROM dead_letters`).Scan(&first, &second); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ := runCLI(t, e, "dlq", "list", "--limit", "1")
+	if hint := fmt.Sprintf("--before %d\n", second); code != 0 || !strings.Contains(out, "evt_dead2") || strings.Contains(out, "evt_dead ") || !strings.HasSuffix(out, hint) {
+		t.Errorf("dlq list --limit 1: %d %q, want evt_dead2 and a last line ending %q", code, out, hint)
+	}
+	code, out, _ = runCLI(t, e, "dlq", "list", "--limit", "1", "--before", strconv.FormatInt(second, 10))
+	if code != 0 || !strings.Contains(out, "evt_dead ") || strings.Contains(out, "evt_dead2") {
+		t.Errorf("dlq list --before %d: %d %q, want evt_dead only", second, code, out)
+	}
+	code, out, _ = runCLI(t, e, "dlq", "list", "--before", strconv.FormatInt(first, 10))
+	if code != 0 || strings.Contains(out, "evt_dead") || strings.Contains(out, "--before") {
+		t.Errorf("dlq list --before %d: %d %q, want no rows and no hint", first, code, out)
+	}
 	if code, _, _ := runCLI(t, e, "dlq", "replay"); code != 2 {
 		t.Errorf("replay without a selection: exit %d", code)
 	}
@@ -95,6 +118,8 @@ func TestDLQCommand(t *testing.T) {
 		{"list", "--limit", "0"},
 		{"list", "--limit", "1001"},
 		{"list", "--all"},
+		{"list", "--before", "0"},
+		{"replay", "--all", "--before", "5"},
 	} {
 		if code, out, _ := runCLI(t, e, append([]string{"dlq"}, args...)...); code != 2 || strings.Contains(out, "queued") {
 			t.Errorf("dlq %v: exit %d %q, want a usage error", args, code, out)
@@ -103,12 +128,12 @@ func TestDLQCommand(t *testing.T) {
 	if code, out, stderr := runCLI(t, e, "dlq", "replay", "--id", "999999"); code != 1 || !strings.Contains(stderr, "no dead letter with id 999999") {
 		t.Errorf("dlq replay of an unknown id: exit %d %q %q", code, out, stderr)
 	}
-	if code, out, _ := runCLI(t, e, "dlq", "replay", "--all"); code != 0 || !strings.Contains(out, "queued 1") {
+	if code, out, _ := runCLI(t, e, "dlq", "replay", "--all"); code != 0 || !strings.Contains(out, "queued 2") {
 		t.Errorf("dlq replay --all: %d %q", code, out)
 	}
 	var n int
 	_ = pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n)
-	if n != 1 {
+	if n != 2 {
 		t.Errorf("outbox rows after replay: %d", n)
 	}
 }

@@ -11,14 +11,15 @@ import (
 )
 
 const dlqUsage = `Usage:
-  acmecrm dlq list   [--event-type T] [--not-replayed] [--limit N (1–1000)]
+  acmecrm dlq list   [--event-type T] [--not-replayed] [--limit N (1–1000)] [--before ID]
   acmecrm dlq replay (--id N | --all | --event-type T [--not-replayed] | --not-replayed)
 
 Lists or replays dead letters (events that failed every retry) of the
 configured deployment (DATABASE_URL or POSTGRES_*). A replayed event goes back
 to its topic through the outbox and takes the same idempotent path as any
 event; a running relay publishes it. Replaying an id that names no dead
-letter fails (exit 1).
+letter fails (exit 1). list shows the newest first; when there may be more,
+its last line gives the --before that lists the next, older ones.
 
 Flags:
 `
@@ -39,6 +40,7 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	notReplayed := fs.Bool("not-replayed", false, "only dead letters never replayed")
 	all := fs.Bool("all", false, "every dead letter (replay)")
 	limit := fs.Int("limit", 100, "most rows to list")
+	before := fs.Int64("before", 0, "list only dead letters with a smaller id (the next page)")
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -52,8 +54,10 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 		return usageError{"dlq list: --id and --all select what to replay; list takes --event-type, --not-replayed and --limit"}
 	case action == "list" && (*limit < 1 || *limit > 1000):
 		return usageError{"dlq list: --limit must be a whole number from 1 to 1000"}
-	case action == "replay" && set["limit"]:
-		return usageError{"dlq replay: --limit is for list; replay takes every dead letter it selects"}
+	case action == "list" && set["before"] && *before < 1:
+		return usageError{"dlq list: --before must be a dead letter id (1 or more)"}
+	case action == "replay" && (set["limit"] || set["before"]):
+		return usageError{"dlq replay: --limit and --before are for list; replay takes every dead letter it selects"}
 	case action == "replay" && set["id"] && *id < 1:
 		return usageError{"dlq replay: --id must be a dead letter id (1 or more)"}
 	case action == "replay" && set["id"] && (*eventType != "" || *notReplayed || *all):
@@ -74,7 +78,7 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 	defer pool.Close()
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
-	f := postgres.DeadLetterFilter{ID: *id, EventType: *eventType, NotReplayed: *notReplayed, Limit: *limit}
+	f := postgres.DeadLetterFilter{ID: *id, EventType: *eventType, NotReplayed: *notReplayed, Limit: *limit, Before: *before}
 	if action == "replay" {
 		n, err := store.ReplayDeadLetters(ctx, f)
 		if err != nil {
@@ -96,5 +100,11 @@ func cmdDLQ(ctx context.Context, args []string, getenv func(string) string, stdo
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%.80s\n", d.ID, d.EventID, d.EventType, d.ContactID, d.Attempts, d.ReplayCount,
 			d.CreatedAt.UTC().Format("2006-01-02 15:04:05Z"), d.Error)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(dls) == *limit {
+		fmt.Fprintf(stdout, "older ones may follow: add --before %d\n", dls[len(dls)-1].ID)
+	}
+	return nil
 }

@@ -10,7 +10,8 @@ import (
 	"github.com/acmecrm/acmecrm/internal/postgres"
 )
 
-// handleListDeadLetters lists dead letters (admin): ?eventType=&notReplayed=&limit=.
+// handleListDeadLetters lists dead letters (admin), newest first, a page
+// at a time: ?eventType=&notReplayed=&limit=&cursor=.
 func handleListDeadLetters(store *postgres.Store, logger *slog.Logger, now func() time.Time) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f, err := deadLetterFilter(r)
@@ -26,7 +27,12 @@ func handleListDeadLetters(store *postgres.Store, logger *slog.Logger, now func(
 		if dls == nil {
 			dls = []postgres.DeadLetter{}
 		}
-		encode(w, http.StatusOK, map[string]any{"data": dls})
+		var next *string
+		if len(dls) == f.Limit {
+			c := encodeCursor(dls[len(dls)-1].ID)
+			next = &c
+		}
+		encode(w, http.StatusOK, map[string]any{"data": dls, "nextCursor": next})
 	})
 }
 
@@ -47,6 +53,13 @@ func deadLetterFilter(r *http.Request) (postgres.DeadLetterFilter, error) {
 			p.Add("limit", "must be a whole number from 1 to 1000")
 		}
 		f.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		id, ok := decodeCursor(c)
+		if !ok || id < 1 {
+			p.Add("cursor", "is not a cursor this API returned")
+		}
+		f.Before = id
 	}
 	return f, p.Err("invalid query parameters")
 }

@@ -53,3 +53,54 @@ func TestDeadLetterAdminAPI(t *testing.T) {
 		t.Errorf("outbox rows after replays: %d, want 4", n)
 	}
 }
+
+// The dead-letter list pages through any number of dead letters, newest
+// first, keeping its filter from page to page.
+func TestDeadLetterListPages(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	for i := range 7 {
+		typ := "contact.updated"
+		if i%3 == 0 {
+			typ = "contact.created"
+		}
+		if err := b.store.RecordDeadLetter(ctx, postgres.DeadLetter{EventID: "evt_page_" + strconv.Itoa(i), EventType: typ, Topic: "contact-events",
+			Key: "c1", Payload: []byte(`{}`), Headers: map[string]string{}, Error: "boom", Attempts: 6}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	walk := func(query string) (ids []string, pages int) {
+		target := "/api/admin/dead-letters?limit=2" + query
+		for range 10 {
+			r := b.call("GET", target, b.admin, nil)
+			if r.status != 200 {
+				t.Fatalf("GET %s: %d %s", target, r.status, r.body)
+			}
+			pages++
+			for _, d := range r.json["data"].([]any) {
+				ids = append(ids, d.(map[string]any)["eventId"].(string))
+			}
+			next, _ := r.json["nextCursor"].(string)
+			if next == "" {
+				return ids, pages
+			}
+			target = "/api/admin/dead-letters?limit=2" + query + "&cursor=" + next
+		}
+		t.Fatalf("GET %s: no last page after 10", target)
+		return nil, 0
+	}
+	ids, pages := walk("")
+	if want := "evt_page_6 evt_page_5 evt_page_4 evt_page_3 evt_page_2 evt_page_1 evt_page_0"; strings.Join(ids, " ") != want || pages != 4 {
+		t.Errorf("all, 2 a page: %d pages %v, want 4 pages %s", pages, ids, want)
+	}
+	ids, _ = walk("&eventType=contact.created")
+	if want := "evt_page_6 evt_page_3 evt_page_0"; strings.Join(ids, " ") != want {
+		t.Errorf("created only: %v, want %s", ids, want)
+	}
+	for _, c := range []string{"not-a-cursor", encodeCursor(0)} {
+		if r := b.call("GET", "/api/admin/dead-letters?cursor="+c, b.admin, nil); r.status != 400 || !strings.Contains(string(r.body), `"path":"cursor"`) {
+			t.Errorf("cursor %q: %d %s", c, r.status, r.body)
+		}
+	}
+}

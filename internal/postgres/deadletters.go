@@ -54,12 +54,14 @@ func (s *Store) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
 }
 
 // DeadLetterFilter selects dead letters: by id, by event type, only those
-// never replayed, or all.
+// never replayed, or all. Limit and Before page a list (newest first; only
+// ids below Before); replays take every dead letter selected.
 type DeadLetterFilter struct {
 	ID          int64
 	EventType   string
 	NotReplayed bool
 	Limit       int
+	Before      int64
 }
 
 const deadLetterCols = `id, event_id, event_type, coalesce(contact_id, ''), topic, kafka_partition, kafka_offset, key, payload,
@@ -83,8 +85,8 @@ func (s *Store) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLett
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM dead_letters `+deadLetterWhere+` ORDER BY id DESC LIMIT $4`,
-		f.ID, f.EventType, f.NotReplayed, f.Limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM dead_letters `+deadLetterWhere+` AND ($5 = 0 OR id < $5)
+		ORDER BY id DESC LIMIT $4`, f.ID, f.EventType, f.NotReplayed, f.Limit, f.Before)
 	if err != nil {
 		return nil, translate("list dead letters", err)
 	}
