@@ -1,7 +1,9 @@
 package acmecrm
 
 import (
+	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // AcmeContact is a contact in AcmeCRM's own format: the `data` of a webhook
@@ -22,6 +24,37 @@ type AcmeContact struct {
 	CreatedAt     string       `json:"acme_created_at,omitempty"`
 	UpdatedAt     string       `json:"acme_updated_at,omitempty"`
 	ChangedFields []string     `json:"changed_fields,omitempty"`
+}
+
+// Bounds of the members of an AcmeCRM contact that FromAcme does not map
+// (the CRM's own timestamps and changed_fields, kept for audit in a
+// webhook's raw body): the receiver's, from its JSON Schema, which keep
+// every event far below the size of a Kafka record.
+const (
+	maxAcmeTimestamp   = 100
+	maxChangedFields   = 100
+	maxChangedFieldLen = 200
+)
+
+// ValidateAudit adds the problems of the members FromAcme does not map:
+// acme_created_at, acme_updated_at and changed_fields. With FromAcme's
+// fields validated too, a contact is held to the rules the receiver holds
+// a webhook's data to.
+func (a AcmeContact) ValidateAudit(p *Problems) {
+	if utf8.RuneCountInString(a.CreatedAt) > maxAcmeTimestamp {
+		p.Add("acme_created_at", "must be at most %d characters", maxAcmeTimestamp)
+	}
+	if utf8.RuneCountInString(a.UpdatedAt) > maxAcmeTimestamp {
+		p.Add("acme_updated_at", "must be at most %d characters", maxAcmeTimestamp)
+	}
+	if len(a.ChangedFields) > maxChangedFields {
+		p.Add("changed_fields", "must have at most %d names", maxChangedFields)
+	}
+	for i, f := range a.ChangedFields {
+		if utf8.RuneCountInString(f) > maxChangedFieldLen {
+			p.Add(fmt.Sprintf("changed_fields[%d]", i), "must be at most %d characters", maxChangedFieldLen)
+		}
+	}
 }
 
 // FromAcme maps an AcmeCRM contact to the internal editable fields

@@ -236,6 +236,7 @@ func (c *contactsAPI) upsertAcme() http.Handler {
 		if in.ContactID == "" || len(in.ContactID) > 255 {
 			p.Add("contact_id", "is required (at most 255 characters)")
 		}
+		in.ValidateAudit(&p)
 		fields := acmecrm.FromAcme(in)
 		var fp acmecrm.Problems
 		fields.Validate(&fp, "", false)
