@@ -461,13 +461,13 @@ func schemaInt(v any) (int, bool) {
 	return int(i), err == nil
 }
 
-// The contact request schemas describe what the API takes: for every
+// The request schemas describe what the API takes: for every
 // property of ContactInput (POST /api/contacts), ContactPatch (PATCH
-// /api/contacts/{id}) and AcmeContact (POST /api/contacts/acme), nested
-// ones included, values at the document's
+// /api/contacts/{id}), AcmeContact (POST /api/contacts/acme) and
+// SimulatorRequest (POST /api/simulator/webhooks), nested ones included, values at the document's
 // bounds and in its enums are accepted, and values beyond them are refused
 // with 400 at that property's path.
-func TestContactBodiesMatchTheOpenAPIDocument(t *testing.T) {
+func TestRequestBodiesMatchTheOpenAPIDocument(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	c := loadContract(t)
@@ -480,7 +480,7 @@ func TestContactBodiesMatchTheOpenAPIDocument(t *testing.T) {
 	}
 	id, version := r.data()["id"].(string), r.data()["version"].(float64)
 	sent := 0
-	for _, name := range []string{"ContactInput", "ContactPatch", "AcmeContact"} {
+	for _, name := range []string{"ContactInput", "ContactPatch", "AcmeContact", "SimulatorRequest"} {
 		schema, _ := c.deref(map[string]any{"$ref": "#/components/schemas/" + name})
 		for path, prop := range schemaProperties(c, schema.(map[string]any), "") {
 			good, bad := bodyValues(prop)
@@ -498,6 +498,10 @@ func TestContactBodiesMatchTheOpenAPIDocument(t *testing.T) {
 					body := base(sent)
 					setPath(body, path, v)
 					r = b.call("POST", "/api/contacts", b.user, body)
+				case "SimulatorRequest":
+					body := map[string]any{"eventType": "contact.created", "data": map[string]any{"firstName": "Ann", "lastName": "Lee", "email": "ann@example.com", "sourceId": "sim-" + strconv.Itoa(sent)}}
+					setPath(body, path, v)
+					r = b.call("POST", "/api/simulator/webhooks", b.admin, body)
 				case "AcmeContact":
 					body := map[string]any{"contact_id": "doc-" + strconv.Itoa(sent), "acme_first_name": "Ann", "acme_last_name": "Lee", "acme_email": "ann@example.com"}
 					setPath(body, path, v)
@@ -526,7 +530,7 @@ func TestContactBodiesMatchTheOpenAPIDocument(t *testing.T) {
 		}
 	}
 	if sent < 40 {
-		t.Fatalf("only %d bodies sent: the document's contact schemas were not found", sent)
+		t.Fatalf("only %d bodies sent: the document's request schemas were not found", sent)
 	}
 }
 
@@ -562,6 +566,15 @@ type badValue struct {
 func bodyValues(s map[string]any) (good []any, bad []badValue) {
 	typ, _ := s["type"].(string)
 	switch typ {
+	case "integer":
+		if n, ok := schemaInt(s["minimum"]); ok {
+			good = append(good, n)
+			bad = append(bad, badValue{n - 1, ""})
+		}
+		if n, ok := schemaInt(s["maximum"]); ok {
+			good = append(good, n)
+			bad = append(bad, badValue{n + 1, ""})
+		}
 	case "string":
 		if s["format"] != nil {
 			return nil, nil
