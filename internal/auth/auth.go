@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -98,7 +97,15 @@ func New(cfg Config, rdb *redis.Client) *Service {
 }
 
 func (s *Service) tokenKey(jti string) string { return s.cfg.KeyPrefix + "auth:token:" + jti }
-func (s *Service) userTokensKey(id string) string {
+
+// liveKey is the user's registry of token ids: a sorted set scored by each
+// token's expiry (Unix ms), so that expired ids are dropped as new ones
+// come. Builds before it kept a plain set under legacyTokensKey, which only
+// logout and refresh ever shrank: a user who logged in again and again (an
+// integration logging in for every job) grew it for as long as the logins
+// went on. logout-all still ends the tokens listed there.
+func (s *Service) liveKey(id string) string { return s.cfg.KeyPrefix + "auth:user:" + id + ":live" }
+func (s *Service) legacyTokensKey(id string) string {
 	return s.cfg.KeyPrefix + "auth:user:" + id + ":tokens"
 }
 func (s *Service) validAfterKey(id string) string {
@@ -112,34 +119,50 @@ func invalidToken(msg string) error {
 	return acmecrm.Errorf(acmecrm.KindUnauthorized, "INVALID_TOKEN", "%s", msg)
 }
 
+// register is the Lua that makes a signed token live: its key (the user
+// id, for the token's lifetime) and its id in the user's registry, which
+// drops the ids that have expired and lives as long as the newest token.
+// KEYS[3] is the token, KEYS[2] the registry; ARGV[2] the token id, ARGV[3]
+// the user id, ARGV[4] the lifetime and ARGV[5] the expiry (Unix ms),
+// ARGV[6] now (Unix ms).
+const register = `
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[5], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+`
+
+// issue registers a new token (KEYS and ARGV as register's; KEYS[1] and
+// ARGV[1] unused).
+var issue = redis.NewScript(register + `return 1`)
+
+// rotate ends the old token and registers the new one in one step, and only
+// if the old one is still live: of concurrent refreshes of one token, one
+// gets a new token. KEYS[1] is the old token, ARGV[1] its id; the rest as
+// register's.
+var rotate = redis.NewScript(`
+if redis.call('DEL', KEYS[1]) == 0 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+` + register + `return 1`)
+
+// registerArgs are the KEYS and ARGV of issue and rotate.
+func (s *Service) registerArgs(old, id Identity) ([]string, []any) {
+	keys := []string{s.tokenKey(old.TokenID), s.liveKey(id.UserID), s.tokenKey(id.TokenID)}
+	return keys, []any{old.TokenID, id.TokenID, id.UserID, s.cfg.TTL.Milliseconds(), id.ExpiresAt.UnixMilli(), s.cfg.Now().UnixMilli()}
+}
+
 // Issue signs a new token for the user and registers it as live.
 func (s *Service) Issue(ctx context.Context, userID, role string) (string, Identity, error) {
 	signed, id, err := s.sign(userID, role)
 	if err != nil {
 		return "", Identity{}, err
 	}
-	pipe := s.rdb.TxPipeline()
-	pipe.Set(ctx, s.tokenKey(id.TokenID), userID, s.cfg.TTL)
-	pipe.SAdd(ctx, s.userTokensKey(userID), id.TokenID)
-	pipe.Expire(ctx, s.userTokensKey(userID), s.cfg.TTL)
-	if _, err := pipe.Exec(ctx); err != nil {
+	keys, args := s.registerArgs(Identity{}, id)
+	if err := issue.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return "", Identity{}, unavailable(err)
 	}
 	return signed, id, nil
 }
-
-// rotate ends the old token and registers the new one in one step, and only
-// if the old one is still live: of concurrent refreshes of one token, one
-// gets a new token. KEYS: old token, user's token set, new token; ARGV: old
-// jti, new jti, user id, TTL in milliseconds.
-var rotate = redis.NewScript(`
-if redis.call('DEL', KEYS[1]) == 0 then return 0 end
-redis.call('SREM', KEYS[2], ARGV[1])
-redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
-redis.call('SADD', KEYS[2], ARGV[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 1
-`)
 
 // Rotate swaps the live token old for a new one with the given role (a
 // refresh). If old is no longer live — revoked, or already swapped by a
@@ -149,8 +172,8 @@ func (s *Service) Rotate(ctx context.Context, old Identity, role string) (string
 	if err != nil {
 		return "", Identity{}, err
 	}
-	keys := []string{s.tokenKey(old.TokenID), s.userTokensKey(old.UserID), s.tokenKey(id.TokenID)}
-	n, err := rotate.Run(ctx, s.rdb, keys, old.TokenID, id.TokenID, old.UserID, s.cfg.TTL.Milliseconds()).Int()
+	keys, args := s.registerArgs(old, id)
+	n, err := rotate.Run(ctx, s.rdb, keys, args...).Int()
 	if err != nil {
 		return "", Identity{}, unavailable(err)
 	}
@@ -255,28 +278,35 @@ func (s *Service) Authenticate(ctx context.Context, token string, also func(redi
 func (s *Service) Revoke(ctx context.Context, id Identity) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.Del(ctx, s.tokenKey(id.TokenID))
-	pipe.SRem(ctx, s.userTokensKey(id.UserID), id.TokenID)
+	pipe.ZRem(ctx, s.liveKey(id.UserID), id.TokenID)
+	pipe.SRem(ctx, s.legacyTokensKey(id.UserID), id.TokenID)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable(err)
 	}
 	return nil
 }
 
+// revokeAll ends every token in the user's registries (the sorted set and
+// an older build's set) and refuses from now on tokens issued before this
+// second, in one step: a token registered while it runs cannot escape it.
+// KEYS: registry, legacy set, valid-after; ARGV: the token key prefix, now
+// (Unix s), how long to keep valid-after (ms).
+var revokeAll = redis.NewScript(`
+for _, j in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('DEL', ARGV[1] .. j) end
+for _, j in ipairs(redis.call('SMEMBERS', KEYS[2])) do redis.call('DEL', ARGV[1] .. j) end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+return 1
+`)
+
 // RevokeAll ends every token of the user: the live ones are deleted, and
 // tokens issued before this second are refused from now on.
 func (s *Service) RevokeAll(ctx context.Context, userID string) error {
-	jtis, err := s.rdb.SMembers(ctx, s.userTokensKey(userID)).Result()
-	if err != nil {
-		return unavailable(err)
-	}
-	pipe := s.rdb.TxPipeline()
-	for _, j := range jtis {
-		pipe.Del(ctx, s.tokenKey(j))
-	}
-	pipe.Del(ctx, s.userTokensKey(userID))
-	// Kept as long as any token issued before it could still be unexpired.
-	pipe.Set(ctx, s.validAfterKey(userID), strconv.FormatInt(s.cfg.Now().Unix(), 10), s.cfg.TTL+time.Minute)
-	if _, err := pipe.Exec(ctx); err != nil {
+	keys := []string{s.liveKey(userID), s.legacyTokensKey(userID), s.validAfterKey(userID)}
+	// valid-after is kept as long as any token issued before it could
+	// still be unexpired.
+	args := []any{s.tokenKey(""), s.cfg.Now().Unix(), (s.cfg.TTL + time.Minute).Milliseconds()}
+	if err := revokeAll.Run(ctx, s.rdb, keys, args...).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
