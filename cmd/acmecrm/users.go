@@ -18,12 +18,13 @@ const usersUsage = `Usage:
   acmecrm users create --username NAME [--role user|admin] (--password PW | --password-stdin)
   acmecrm users list
   acmecrm users set-role NAME user|admin
+  acmecrm users set-password NAME (--password PW | --password-stdin)
   acmecrm users delete NAME
 
 Manages the REST API's users in the configured deployment. create and list
-need only DATABASE_URL (or the POSTGRES_* variables); set-role and delete
-also revoke every token the user holds, so they read the service's whole
-configuration (REDIS_URL, JWT_* …).
+need only DATABASE_URL (or the POSTGRES_* variables); set-role,
+set-password and delete also revoke every token the user holds, so they
+read the service's whole configuration (REDIS_URL, JWT_* …).
 `
 
 func cmdUsers(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -39,8 +40,12 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	case "create":
 		fs.StringVar(&username, "username", "", "user name (an email address, for example)")
 		fs.StringVar(&role, "role", auth.RoleUser, "user or admin")
-		fs.StringVar(&password, "password", "", "password (visible in the process list; prefer --password-stdin)")
-		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	case "set-password":
+		// The name may come before the flags (as set-role's does): Go's
+		// flags stop at the first argument, so it is read last.
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			rest = append(rest[1:len(rest):len(rest)], rest[0])
+		}
 	case "list", "set-role", "delete":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usersUsage)
@@ -49,10 +54,14 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprint(stderr, usersUsage)
 		return usageError{fmt.Sprintf("users: unknown action %q", action)}
 	}
+	if action == "create" || action == "set-password" {
+		fs.StringVar(&password, "password", "", "password (visible in the process list; prefer --password-stdin)")
+		fs.BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	}
 	if err := parseFlags(fs, rest); err != nil {
 		return err
 	}
-	want := map[string]int{"create": 0, "list": 0, "set-role": 2, "delete": 1}[action]
+	want := map[string]int{"create": 0, "list": 0, "set-role": 2, "set-password": 1, "delete": 1}[action]
 	if fs.NArg() != want {
 		fmt.Fprint(stderr, usersUsage)
 		if action == "create" {
@@ -69,6 +78,9 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		if err := auth.CheckUsername(username); err != nil {
 			return usageError{"users create: " + err.Error()}
 		}
+	}
+	var hash string
+	if action == "create" || action == "set-password" {
 		if passwordStdin {
 			line, err := bufio.NewReader(stdin).ReadString('\n')
 			if err != nil && err != io.EOF {
@@ -77,7 +89,11 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 			password = strings.TrimRight(line, "\r\n")
 		}
 		if password == "" {
-			return usageError{"users create: give --password or --password-stdin"}
+			return usageError{fmt.Sprintf("users %s: give --password or --password-stdin", action)}
+		}
+		var err error
+		if hash, err = auth.HashPassword(password); err != nil {
+			return usageError{fmt.Sprintf("users %s: %v", action, err)}
 		}
 	}
 	if action == "set-role" {
@@ -93,7 +109,7 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 	var cfg config
 	var dbURL string
 	var err error
-	if action == "set-role" || action == "delete" {
+	if action == "set-role" || action == "set-password" || action == "delete" {
 		cfg, err = loadConfig(getenv)
 		dbURL = cfg.DatabaseURL
 	} else {
@@ -111,10 +127,6 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 
 	switch action {
 	case "create":
-		hash, err := auth.HashPassword(password)
-		if err != nil {
-			return usageError{"users create: " + err.Error()}
-		}
 		u, err := store.CreateUser(ctx, username, hash, role)
 		if err != nil {
 			return err
@@ -131,11 +143,14 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", u.Username, u.Role, u.ID, u.CreatedAt.UTC().Format("2006-01-02 15:04:05Z"))
 		}
 		return tw.Flush()
-	case "set-role", "delete":
+	case "set-role", "set-password", "delete":
 		var u postgres.User
-		if action == "set-role" {
+		switch action {
+		case "set-role":
 			u, err = store.SetUserRole(ctx, fs.Arg(0), role)
-		} else {
+		case "set-password":
+			u, err = store.SetUserPassword(ctx, fs.Arg(0), hash)
+		default:
 			u, err = store.DeleteUser(ctx, fs.Arg(0))
 		}
 		if err != nil {
@@ -144,9 +159,12 @@ func cmdUsers(ctx context.Context, args []string, getenv func(string) string, st
 		if err := revokeAll(ctx, cfg, u.ID); err != nil {
 			return fmt.Errorf("%s done, but revoking the user's tokens failed (they expire within %s): %w", action, cfg.JWTExpiration, err)
 		}
-		if action == "delete" {
+		switch action {
+		case "delete":
 			fmt.Fprintf(stdout, "deleted %s; its tokens are revoked\n", u.Username)
-		} else {
+		case "set-password":
+			fmt.Fprintf(stdout, "changed the password of %s; its tokens are revoked (log in again)\n", u.Username)
+		default:
 			fmt.Fprintf(stdout, "%s is now %s; its tokens are revoked (log in again)\n", u.Username, u.Role)
 		}
 	}

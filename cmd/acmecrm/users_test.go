@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -77,6 +78,29 @@ func TestAdminBootstrapAndUsersCommand(t *testing.T) {
 	if st := authedStatus(t, s.base, annTok, "/api/admin/users"); st != 200 {
 		t.Errorf("promoted user on an admin route: %d", st)
 	}
+	// A new password (read from standard input, given after the name): the
+	// old password and every token of the user end.
+	var out, errOut syncBuffer
+	err := cmdUsers(context.Background(), []string{"set-password", "ann@example.com", "--password-stdin"}, env(vars), strings.NewReader("ann-new-password\n"), &out, &errOut)
+	if err != nil || !strings.Contains(out.String(), "tokens are revoked") {
+		t.Fatalf("set-password: %v %q %q", err, out.String(), errOut.String())
+	}
+	if st := authedStatus(t, s.base, annTok, "/api/contacts"); st != 401 {
+		t.Errorf("token from before the new password still accepted: %d", st)
+	}
+	if code, _ := login(t, s.base, "ann@example.com", "ann-password"); code != 401 {
+		t.Errorf("the old password still logs in: %d", code)
+	}
+	if code, annTok = login(t, s.base, "ann@example.com", "ann-new-password"); code != 200 || authedStatus(t, s.base, annTok, "/api/admin/users") != 200 {
+		t.Errorf("the new password: login %d", code)
+	}
+	// The flags may also come first.
+	if code, _, stderr := runCLI(t, env(vars), "users", "set-password", "--password", "ann-newer-password", "ann@example.com"); code != 0 {
+		t.Errorf("set-password with the flag first: %d %s", code, stderr)
+	}
+	if code, _ := login(t, s.base, "ann@example.com", "ann-newer-password"); code != 200 {
+		t.Errorf("the newer password: login %d", code)
+	}
 	if code, _, stderr := runCLI(t, env(vars), "users", "delete", "ann@example.com"); code != 0 {
 		t.Fatalf("delete: %d %s", code, stderr)
 	}
@@ -92,6 +116,8 @@ func TestAdminBootstrapAndUsersCommand(t *testing.T) {
 		{"users"}, {"users", "create"}, {"users", "create", "--username", "x@example.com"},
 		{"users", "create", "--username", "x@example.com", "--password", "pw12345678", "--role", "god"},
 		{"users", "set-role", "ann@example.com"}, {"users", "bogus"},
+		{"users", "set-password", "ann@example.com"}, {"users", "set-password", "--password", "long-enough-1"},
+		{"users", "set-password", "ann@example.com", "--password", "short"},
 	} {
 		if code, _, _ := runCLI(t, env(vars), args...); code != 2 {
 			t.Errorf("acmecrm %v: exit %d, want 2", args, code)
@@ -107,6 +133,9 @@ func TestAdminBootstrapAndUsersCommand(t *testing.T) {
 	}
 	if code, _, stderr := runCLI(t, env(vars), "users", "delete", "nobody@example.com"); code != 1 || !strings.Contains(stderr, "not found") {
 		t.Errorf("delete unknown: %d %q", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, env(vars), "users", "set-password", "nobody@example.com", "--password", "long-enough-1"); code != 1 || !strings.Contains(stderr, "not found") {
+		t.Errorf("set-password of an unknown user: %d %q", code, stderr)
 	}
 }
 

@@ -88,6 +88,16 @@ func (s *Store) SetUserRole(ctx context.Context, username, role string) (User, e
 	return u, translate("set role", err)
 }
 
+// SetUserPassword replaces a user's password hash.
+func (s *Store) SetUserPassword(ctx context.Context, username, passwordHash string) (User, error) {
+	u, err := scanUser(s.pool.QueryRow(ctx,
+		`UPDATE users SET password_hash = $2, updated_at = now() WHERE username = $1 RETURNING `+userCols, username, passwordHash))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return User{}, notFound("user")
+	}
+	return u, translate("set password", err)
+}
+
 // DeleteUser removes a user.
 func (s *Store) DeleteUser(ctx context.Context, username string) (User, error) {
 	u, err := scanUser(s.pool.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING `+userCols, username))
