@@ -58,8 +58,8 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("POST /api/webhooks", countWebhooks(limitBody(g.limitLocally(ratelimit.NewLocal(), opts.Limits.Webhook,
 		handleWebhook(opts.Verifier, opts.Parser, opts.Ingest, opts.Metrics, opts.Tracing.Tracer("httpapi"), opts.Logger, opts.Now)),
 		opts.WebhookMaxBodyBytes, opts.Now), opts.Metrics))
-	mux.Handle("GET /api/webhooks", user(handleListWebhooks(opts.Store, false, opts.Logger, opts.Now)))
-	mux.Handle("GET /api/webhooks/pending", user(handleListWebhooks(opts.Store, true, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/webhooks", user(handleListWebhooks(opts.Store, false, opts.AuditTypeWindow, opts.Logger, opts.Now)))
+	mux.Handle("GET /api/webhooks/pending", user(handleListWebhooks(opts.Store, true, opts.AuditTypeWindow, opts.Logger, opts.Now)))
 	mux.Handle("GET /api/webhooks/{eventId}", user(handleGetWebhook(opts.Store, opts.Logger, opts.Now)))
 
 	// Event tracking (SPEC §9), from durable state.

@@ -51,6 +51,9 @@ type Options struct {
 	// /api/metrics/events is reused (default 1 s; it is reused ten times
 	// as long as it took to compute, if that is longer).
 	EventStatsMinAge time.Duration
+	// AuditTypeWindow is how many stored webhooks (by id) one page of GET
+	// /api/webhooks filtered by type alone looks at (default 100,000).
+	AuditTypeWindow int64
 	// TrustedProxies are believed about the client's address
 	// (X-Forwarded-For), which the per-IP limits count.
 	TrustedProxies TrustedProxies

@@ -53,6 +53,7 @@ type setupOpts struct {
 	autoTrigger bool      // the simulator's auto-trigger
 	metrics     bool      // serve /metrics
 	statsMinAge time.Duration
+	typeWindow  int64 // AuditTypeWindow
 }
 
 var generousLimits = Limits{
@@ -143,6 +144,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 		Logger:  logger, Version: "test", MaxBodyBytes: 64 << 10, WebhookMaxBodyBytes: 32 << 10,
 		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits, TrustedProxies: o.proxies,
 		EventStatsMinAge: o.statsMinAge,
+		AuditTypeWindow:  o.typeWindow,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
 			MaxAge:  5 * time.Minute, Now: time.Now,

@@ -172,11 +172,18 @@ func decodeCursor(s string) (int64, bool) {
 	return int64(binary.BigEndian.Uint64(b)), true
 }
 
+// defaultTypeWindow is how many stored webhooks (by id) one page of the
+// audit list filtered by type looks at unless Options say otherwise.
+const defaultTypeWindow = 100_000
+
 var webhookStatuses = map[string]bool{"received": true, "published": true, "processed": true, "failed": true, "dead": true, "ignored": true}
 
 // handleListWebhooks is the event audit list (GET /api/webhooks and, with
 // pending, GET /api/webhooks/pending).
-func handleListWebhooks(store *postgres.Store, pending bool, logger *slog.Logger, now func() time.Time) http.Handler {
+func handleListWebhooks(store *postgres.Store, pending bool, typeWindow int64, logger *slog.Logger, now func() time.Time) http.Handler {
+	if typeWindow <= 0 {
+		typeWindow = defaultTypeWindow
+	}
 	type page struct {
 		Data       []eventJSON `json:"data"`
 		NextCursor *string     `json:"nextCursor"`
@@ -212,7 +219,12 @@ func handleListWebhooks(store *postgres.Store, pending bool, logger *slog.Logger
 			writeError(w, r, logger, now, err)
 			return
 		}
-		evs, err := store.WebhookEvents(r.Context(), wq)
+		if wq.Type != "" && wq.ContactID == "" {
+			// No index serves the event type: each page looks at a
+			// bounded stretch of the log (DECISIONS #94).
+			wq.Window = typeWindow
+		}
+		evs, next, err := store.WebhookEvents(r.Context(), wq)
 		if err != nil {
 			writeError(w, r, logger, now, err)
 			return
@@ -221,8 +233,8 @@ func handleListWebhooks(store *postgres.Store, pending bool, logger *slog.Logger
 		for i, e := range evs {
 			out.Data[i] = toEventJSON(e, false)
 		}
-		if len(evs) == wq.Limit {
-			c := encodeCursor(evs[len(evs)-1].ID)
+		if next != 0 {
+			c := encodeCursor(next)
 			out.NextCursor = &c
 		}
 		encode(w, http.StatusOK, out)

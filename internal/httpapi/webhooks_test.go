@@ -418,3 +418,56 @@ func TestEventMetricsAreComputedOnceForConcurrentCallers(t *testing.T) {
 		t.Errorf("a second call within the answer's age computed again: %v", again)
 	}
 }
+
+// Filtered by type alone, which no index serves, a page of the audit list
+// looks at a bounded stretch of the log: a rare type cannot make one
+// request scan everything stored. A page may then hold fewer events than
+// asked for and still have a next one; following the cursors lists every
+// match, newest first.
+func TestAuditListByTypeLooksAtABoundedStretch(t *testing.T) {
+	t.Parallel()
+	b := setup(t, setupOpts{typeWindow: 4})
+	post := func(body string) {
+		if r := b.post(body, webhookSecret, time.Now()); r.status != 202 {
+			t.Fatalf("webhook: %d %s", r.status, r.body)
+		}
+	}
+	post(createdBody("evt_t0", "c1", "2025-05-17T17:06:39Z"))
+	post(createdBody("evt_t1", "c2", "2025-05-17T17:06:39Z"))
+	for i := range 8 {
+		post(fmt.Sprintf(`{"event_type":"contact.merged","event_id":"evt_m%d","timestamp":"2025-05-19T00:00:00Z","data":{}}`, i))
+	}
+	post(createdBody("evt_t10", "c3", "2025-05-17T17:06:39Z"))
+
+	var ids []string
+	var sizes []int
+	target := "/api/webhooks?type=contact.created&limit=2"
+	for range 10 {
+		r := b.call("GET", target, b.user, nil)
+		if r.status != 200 {
+			t.Fatalf("GET %s: %d %s", target, r.status, r.body)
+		}
+		data := r.json["data"].([]any)
+		sizes = append(sizes, len(data))
+		for _, d := range data {
+			ids = append(ids, d.(map[string]any)["eventId"].(string))
+		}
+		next, _ := r.json["nextCursor"].(string)
+		if next == "" {
+			break
+		}
+		target = "/api/webhooks?type=contact.created&limit=2&cursor=" + next
+	}
+	if got := strings.Join(ids, " "); got != "evt_t10 evt_t1 evt_t0" {
+		t.Errorf("every page: %s, want evt_t10 evt_t1 evt_t0", got)
+	}
+	// The newest 4 webhooks hold one of the type: the first page stops
+	// there, with a cursor, instead of reading on for a second.
+	if len(sizes) < 3 || sizes[0] != 1 || sizes[1] != 0 {
+		t.Errorf("page sizes %v, want [1 0 2 …]: each page looks at 4 webhooks", sizes)
+	}
+	// With the contact id (indexed) the pages are not bounded.
+	if r := b.call("GET", "/api/webhooks?type=contact.created&contactId=c1", b.user, nil); len(r.json["data"].([]any)) != 1 || r.json["nextCursor"] != nil {
+		t.Errorf("type and contact: %s", r.body)
+	}
+}

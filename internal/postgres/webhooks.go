@@ -185,26 +185,60 @@ func scanWebhook(row pgx.Row, extra ...any) (WebhookEvent, error) {
 }
 
 // WebhookQuery filters the event audit list. Before is a cursor: only
-// events with a smaller internal id (older) are listed.
+// events with a smaller internal id (older) are listed. Window, when not 0,
+// bounds the ids one page looks at (below Before, or below the newest
+// event): for filters no index serves, so that a page costs the same
+// whatever the log's size and however rare the matches.
 type WebhookQuery struct {
 	Status, Type, ContactID string
 	Pending                 bool // received or published, not yet processed
 	Before                  int64
 	Limit                   int
+	Window                  int64
 }
 
-// WebhookEvents lists stored webhooks, newest first.
-func (s *Store) WebhookEvents(ctx context.Context, q WebhookQuery) ([]WebhookEvent, error) {
+// WebhookEvents lists stored webhooks, newest first, and the cursor of the
+// next page (0 when there is none). With a Window a page may hold fewer
+// than Limit events, and still be followed by another.
+func (s *Store) WebhookEvents(ctx context.Context, q WebhookQuery) ([]WebhookEvent, int64, error) {
+	var hi, lo int64
+	if q.Window > 0 {
+		hi = q.Before
+		if hi == 0 {
+			if err := s.pool.QueryRow(ctx, `SELECT coalesce(max(id), 0) + 1 FROM webhook_receipts`).Scan(&hi); err != nil {
+				return nil, 0, translate("list webhooks", err)
+			}
+		}
+		lo = max(hi-q.Window, 1)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+webhookCols+` FROM webhook_events
 		WHERE ($1 = '' OR status = $1) AND ($2 = '' OR event_type = $2) AND ($3 = '' OR contact_id = $3)
 		  AND (NOT $4 OR status IN ('received', 'published', 'failed'))
-		  AND ($5 = 0 OR id < $5)
-		ORDER BY id DESC LIMIT $6`, q.Status, q.Type, q.ContactID, q.Pending, q.Before, q.Limit)
+		  AND ($5 = 0 OR id < $5) AND ($7 = 0 OR id >= $7)
+		ORDER BY id DESC LIMIT $6`, q.Status, q.Type, q.ContactID, q.Pending, q.Before, q.Limit, lo)
 	if err != nil {
-		return nil, translate("list webhooks", err)
+		return nil, 0, translate("list webhooks", err)
 	}
 	evs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (WebhookEvent, error) { return scanWebhook(r) })
-	return evs, translate("list webhooks", err)
+	if err != nil {
+		return nil, 0, translate("list webhooks", err)
+	}
+	var next int64
+	switch {
+	case len(evs) == q.Limit:
+		next = evs[len(evs)-1].ID
+	case lo > 1:
+		// The window ended before the page filled: go on below it, if
+		// anything older is stored.
+		var older bool
+		if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM webhook_receipts WHERE id < $1)`, lo).Scan(&older); err != nil {
+			return nil, 0, translate("list webhooks", err)
+		}
+		if older {
+			next = lo
+		}
+	}
+	return evs, next, nil
 }
 
 // WebhookEvent returns one stored webhook with its raw body, headers and
