@@ -136,7 +136,7 @@ func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, bool, erro
 func finish(ev acmecrm.Event, ts string, legacy bool, receivedAt time.Time, maxAhead time.Duration) (acmecrm.Event, error) {
 	ev.ReceivedAt, ev.Source = receivedAt.UTC(), acmecrm.SourceAcme
 	var pr acmecrm.Problems
-	occurred, err := time.Parse(time.RFC3339Nano, ts)
+	occurred, err := parseDateTime(ts)
 	switch {
 	case err != nil:
 		pr.Add("timestamp", "must be an RFC 3339 date-time")

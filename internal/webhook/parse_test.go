@@ -224,3 +224,29 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// RFC 3339 lets "T" and "Z" be written in lower case (§5.6), and the JSON
+// Schema's date-time format takes them: such a timestamp is the same time,
+// not a 400 that would make the CRM give up on the event.
+func TestLowerCaseDateTimesAreTheSameTime(t *testing.T) {
+	t.Parallel()
+	p := newParser(t)
+	body := func(ts string) []byte {
+		return []byte(`{"event_type":"contact.updated","event_id":"evt_lc","timestamp":"` + ts +
+			`","data":{"contact_id":"1","acme_first_name":"a","acme_last_name":"b","acme_email":"a@b.co"}}`)
+	}
+	want := time.Date(2025, 5, 19, 10, 0, 0, 500_000_000, time.UTC)
+	for _, ts := range []string{"2025-05-19t10:00:00.5z", "2025-05-19t12:00:00.5+02:00", "2025-05-19T10:00:00.5z"} {
+		ev, err := p.Parse(body(ts), received)
+		if err != nil || !ev.OccurredAt.Equal(want) {
+			t.Errorf("%s: %v %v, want %v", ts, ev.OccurredAt, err, want)
+		}
+		// The schema path reads it the same way.
+		if _, _, _, err := p.parseWithSchema(body(ts)); err != nil {
+			t.Errorf("%s: the schema refuses it: %v", ts, err)
+		}
+	}
+	if _, err := p.Parse(body("2025-05-19x10:00:00z"), received); err == nil {
+		t.Error("a date-time with x for T was accepted")
+	}
+}

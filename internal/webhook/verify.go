@@ -175,6 +175,16 @@ func ParseTimestamp(s string) (time.Time, error) {
 		n, err := strconv.ParseInt(s, 10, 64)
 		return time.Unix(n, 0), err
 	}
+	return parseDateTime(s)
+}
+
+// parseDateTime reads an RFC 3339 date-time. RFC 3339 lets the "T" and
+// "Z" be written in lower case (§5.6), which JSON Schema's date-time
+// format accepts and Go's layout does not: they are raised first.
+func parseDateTime(s string) (time.Time, error) {
+	if strings.ContainsAny(s, "tz") {
+		s = strings.NewReplacer("t", "T", "z", "Z").Replace(s)
+	}
 	return time.Parse(time.RFC3339Nano, s)
 }
 

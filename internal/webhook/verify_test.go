@@ -106,6 +106,7 @@ func TestSignatureMatrix(t *testing.T) {
 		{"rotation: two signatures", map[string]string{HeaderAcmeTimestamp: ts, HeaderAcmeSignature: sign(ts, body, []byte("unknown"), cur)}, body, "", "current"},
 		{"unix seconds", map[string]string{HeaderAcmeTimestamp: "1767268800", HeaderAcmeSignature: sign("1767268800", body, cur)}, body, "", "current"},
 		{"offset timestamp", map[string]string{HeaderAcmeTimestamp: "2026-01-01T04:00:00-08:00", HeaderAcmeSignature: sign("2026-01-01T04:00:00-08:00", body, cur)}, body, "", "current"},
+		{"lower-case t and z (RFC 3339 §5.6)", map[string]string{HeaderAcmeTimestamp: "2026-01-01t12:00:00z", HeaderAcmeSignature: sign("2026-01-01t12:00:00z", body, cur)}, body, "", "current"},
 		{"wrong secret", map[string]string{HeaderAcmeTimestamp: ts, HeaderAcmeSignature: sign(ts, body, []byte("guess"))}, body, "INVALID_SIGNATURE", ""},
 		{"tampered body", map[string]string{HeaderAcmeTimestamp: ts, HeaderAcmeSignature: sign(ts, body, cur)}, tampered, "INVALID_SIGNATURE", ""},
 		{"tampered timestamp", map[string]string{HeaderAcmeTimestamp: FormatTimestamp(now.Add(time.Second)), HeaderAcmeSignature: sign(ts, body, cur)}, body, "INVALID_SIGNATURE", ""},
