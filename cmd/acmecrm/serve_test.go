@@ -104,7 +104,7 @@ func startService(t *testing.T, vars map[string]string, args ...string) *service
 // testEnv is the environment of a service on the test's own database,
 // Redis prefix and broker.
 func testEnv(t *testing.T) map[string]string {
-	redisURL, _ := infratest.Redis(t)
+	redisURL, prefix := infratest.Redis(t)
 	k := infratest.Kafka(t)
 	return map[string]string{
 		"APP_ENV":             "test",
@@ -112,8 +112,11 @@ func testEnv(t *testing.T) map[string]string {
 		"ACME_WEBHOOK_SECRET": "test-webhook-secret",
 		"DATABASE_URL":        infratest.DatabaseURL(t),
 		"REDIS_URL":           redisURL,
-		"KAFKA_BROKERS":       strings.Join(k.Brokers(), ","),
-		"LOG_LEVEL":           "warn",
+		// Each test's own keys: its tokens, and rate limits it does not
+		// share with the tests running beside it.
+		"REDIS_KEY_PREFIX": prefix,
+		"KAFKA_BROKERS":    strings.Join(k.Brokers(), ","),
+		"LOG_LEVEL":        "warn",
 	}
 }
 

@@ -29,13 +29,7 @@ func (c *clock) add(d time.Duration) {
 
 func newService(t *testing.T, ttl time.Duration) (*Service, *redis.Client, *clock) {
 	t.Helper()
-	url, prefix := infratest.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb, prefix := infratest.RedisClient(t)
 	c := &clock{now: time.Now()}
 	s := New(Config{Secret: []byte(strings.Repeat("s", 32)), Issuer: "acmecrm", Audience: "acmecrm-api", TTL: ttl, KeyPrefix: prefix, Now: c.Now}, rdb)
 	return s, rdb, c

@@ -21,6 +21,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/acmecrm/acmecrm/internal/devstack"
@@ -206,6 +207,20 @@ func Redis(t testing.TB) (url, prefix string) {
 		t.Fatal("infratest: call infratest.Main from TestMain")
 	}
 	return redisURL, randomName("t:") + ":"
+}
+
+// RedisClient is a client of the test Redis server, closed when the test
+// ends, and a key prefix unique to the test.
+func RedisClient(t testing.TB) (*redis.Client, string) {
+	t.Helper()
+	url, prefix := Redis(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opts)
+	t.Cleanup(func() { rdb.Close() })
+	return rdb, prefix
 }
 
 // Kafka starts an in-process kfake broker for the test, closed when it ends.

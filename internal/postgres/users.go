@@ -52,20 +52,12 @@ func (s *Store) EnsureUser(ctx context.Context, username, passwordHash, role str
 
 // UserByUsername finds a user by name.
 func (s *Store) UserByUsername(ctx context.Context, username string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE username = $1`, username))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, notFound("user")
-	}
-	return u, translate("user by name", err)
+	return s.oneUser(ctx, "user by name", `SELECT `+userCols+` FROM users WHERE username = $1`, username)
 }
 
 // UserByID finds a user by id.
 func (s *Store) UserByID(ctx context.Context, id string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, `SELECT `+userCols+` FROM users WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, notFound("user")
-	}
-	return u, translate("user by id", err)
+	return s.oneUser(ctx, "user by id", `SELECT `+userCols+` FROM users WHERE id = $1`, id)
 }
 
 // Users lists every user by name.
@@ -80,29 +72,24 @@ func (s *Store) Users(ctx context.Context) ([]User, error) {
 
 // SetUserRole changes a user's role.
 func (s *Store) SetUserRole(ctx context.Context, username, role string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx,
-		`UPDATE users SET role = $2, updated_at = now() WHERE username = $1 RETURNING `+userCols, username, role))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, notFound("user")
-	}
-	return u, translate("set role", err)
+	return s.oneUser(ctx, "set role", `UPDATE users SET role = $2, updated_at = now() WHERE username = $1 RETURNING `+userCols, username, role)
 }
 
 // SetUserPassword replaces a user's password hash.
 func (s *Store) SetUserPassword(ctx context.Context, username, passwordHash string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx,
-		`UPDATE users SET password_hash = $2, updated_at = now() WHERE username = $1 RETURNING `+userCols, username, passwordHash))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return User{}, notFound("user")
-	}
-	return u, translate("set password", err)
+	return s.oneUser(ctx, "set password", `UPDATE users SET password_hash = $2, updated_at = now() WHERE username = $1 RETURNING `+userCols, username, passwordHash)
 }
 
 // DeleteUser removes a user.
 func (s *Store) DeleteUser(ctx context.Context, username string) (User, error) {
-	u, err := scanUser(s.pool.QueryRow(ctx, `DELETE FROM users WHERE username = $1 RETURNING `+userCols, username))
+	return s.oneUser(ctx, "delete user", `DELETE FROM users WHERE username = $1 RETURNING `+userCols, username)
+}
+
+// oneUser runs a statement that returns one user; no row is 404.
+func (s *Store) oneUser(ctx context.Context, op, sql string, args ...any) (User, error) {
+	u, err := scanUser(s.pool.QueryRow(ctx, sql, args...))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return User{}, notFound("user")
 	}
-	return u, translate("delete user", err)
+	return u, translate(op, err)
 }

@@ -7,21 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/acmecrm/acmecrm/internal/infratest"
 )
 
 func TestMain(m *testing.M) { infratest.Main(m) }
 
 func newLimiter(t *testing.T) *Limiter {
-	url, prefix := infratest.Redis(t)
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(opts)
-	t.Cleanup(func() { rdb.Close() })
+	rdb, prefix := infratest.RedisClient(t)
 	return New(rdb, prefix, func(p string, err error) { t.Errorf("fell back for %s: %v", p, err) })
 }
 
