@@ -28,12 +28,13 @@ type AcmeContact struct {
 
 // Bounds of the members of an AcmeCRM contact that FromAcme does not map
 // (the CRM's own timestamps and changed_fields, kept for audit in a
-// webhook's raw body): the receiver's, from its JSON Schema, which keep
-// every event far below the size of a Kafka record.
+// webhook's raw body): the receiver's (its JSON Schema says the same, and
+// its fast path reads these), which keep every event far below the size of
+// a Kafka record.
 const (
-	maxAcmeTimestamp   = 100
-	maxChangedFields   = 100
-	maxChangedFieldLen = 200
+	MaxAcmeTimestamp   = 100
+	MaxChangedFields   = 100
+	MaxChangedFieldLen = 200
 )
 
 // ValidateAudit adds the problems of the members FromAcme does not map:
@@ -41,18 +42,18 @@ const (
 // fields validated too, a contact is held to the rules the receiver holds
 // a webhook's data to.
 func (a AcmeContact) ValidateAudit(p *Problems) {
-	if utf8.RuneCountInString(a.CreatedAt) > maxAcmeTimestamp {
-		p.Add("acme_created_at", "must be at most %d characters", maxAcmeTimestamp)
+	if utf8.RuneCountInString(a.CreatedAt) > MaxAcmeTimestamp {
+		p.Add("acme_created_at", "must be at most %d characters", MaxAcmeTimestamp)
 	}
-	if utf8.RuneCountInString(a.UpdatedAt) > maxAcmeTimestamp {
-		p.Add("acme_updated_at", "must be at most %d characters", maxAcmeTimestamp)
+	if utf8.RuneCountInString(a.UpdatedAt) > MaxAcmeTimestamp {
+		p.Add("acme_updated_at", "must be at most %d characters", MaxAcmeTimestamp)
 	}
-	if len(a.ChangedFields) > maxChangedFields {
-		p.Add("changed_fields", "must have at most %d names", maxChangedFields)
+	if len(a.ChangedFields) > MaxChangedFields {
+		p.Add("changed_fields", "must have at most %d names", MaxChangedFields)
 	}
 	for i, f := range a.ChangedFields {
-		if utf8.RuneCountInString(f) > maxChangedFieldLen {
-			p.Add(fmt.Sprintf("changed_fields[%d]", i), "must be at most %d characters", maxChangedFieldLen)
+		if utf8.RuneCountInString(f) > MaxChangedFieldLen {
+			p.Add(fmt.Sprintf("changed_fields[%d]", i), "must be at most %d characters", MaxChangedFieldLen)
 		}
 	}
 }

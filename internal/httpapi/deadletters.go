@@ -54,13 +54,7 @@ func deadLetterFilter(r *http.Request) (postgres.DeadLetterFilter, error) {
 		}
 		f.Limit = n
 	}
-	if c := q.Get("cursor"); c != "" {
-		id, ok := decodeCursor(c)
-		if !ok || id < 1 {
-			p.Add("cursor", "is not a cursor this API returned")
-		}
-		f.Before = id
-	}
+	f.Before = cursorParam(q, &p)
 	return f, p.Err("invalid query parameters")
 }
 

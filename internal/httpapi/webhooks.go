@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -176,6 +177,20 @@ func decodeCursor(s string) (int64, bool) {
 // audit list filtered by type looks at unless Options say otherwise.
 const defaultTypeWindow = 100_000
 
+// cursorParam reads the cursor query parameter (0 when absent); one this
+// API did not return is a problem.
+func cursorParam(q url.Values, p *acmecrm.Problems) int64 {
+	c := q.Get("cursor")
+	if c == "" {
+		return 0
+	}
+	id, ok := decodeCursor(c)
+	if !ok || id < 1 {
+		p.Add("cursor", "is not a cursor this API returned")
+	}
+	return id
+}
+
 var webhookStatuses = map[string]bool{"received": true, "published": true, "processed": true, "failed": true, "dead": true, "ignored": true}
 
 // handleListWebhooks is the event audit list (GET /api/webhooks and, with
@@ -202,13 +217,7 @@ func handleListWebhooks(store *postgres.Store, pending bool, typeWindow int64, l
 			}
 			wq.Limit = n
 		}
-		if c := q.Get("cursor"); c != "" {
-			id, ok := decodeCursor(c)
-			if !ok {
-				p.Add("cursor", "is not a cursor this API returned")
-			}
-			wq.Before = id
-		}
+		wq.Before = cursorParam(q, &p)
 		if utf8.RuneCountInString(wq.Type) > 100 {
 			p.Add("type", "must be at most 100 characters")
 		}

@@ -169,8 +169,8 @@ func (f *contactFields) contact(names [9]string) acmecrm.AcmeContact {
 	f.str(&c.Phone, names[4], false, 0, 50)
 	f.str(&c.Company, names[5], false, 0, 200)
 	f.str(&c.Title, names[6], false, 0, 200)
-	f.str(&c.CreatedAt, names[7], false, 0, 100)
-	f.str(&c.UpdatedAt, names[8], false, 0, 100)
+	f.str(&c.CreatedAt, names[7], false, 0, acmecrm.MaxAcmeTimestamp)
+	f.str(&c.UpdatedAt, names[8], false, 0, acmecrm.MaxAcmeTimestamp)
 	return c
 }
 
@@ -199,7 +199,7 @@ func fastCanonicalContact(o *fastjson.Object) (acmecrm.AcmeContact, bool) {
 	if c.Tags, ok = fastStrings(f.m["acme_tags"], 100, 1, 50); !ok {
 		return c, false
 	}
-	if c.ChangedFields, ok = fastStrings(f.m["changed_fields"], 100, 0, 200); !ok {
+	if c.ChangedFields, ok = fastStrings(f.m["changed_fields"], acmecrm.MaxChangedFields, 0, acmecrm.MaxChangedFieldLen); !ok {
 		return c, false
 	}
 	if c.CustomFields, ok = fastCustomFields(f.m["acme_custom_fields"]); !ok {
