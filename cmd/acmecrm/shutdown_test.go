@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/acmecrm/acmecrm/internal/postgres"
 	"github.com/acmecrm/acmecrm/internal/webhook"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // Graceful shutdown under load (SPEC §9): on SIGTERM the service stops
@@ -21,7 +24,7 @@ import (
 // whose body is only half sent when the signal arrives — with its real
 // outcome, commits what it acknowledged, and exits 0. Nothing it
 // acknowledged is lost: after a restart every such event is applied
-// exactly once.
+// exactly once, and a graceful stop commits the consumer's offsets.
 func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 	t.Parallel()
 	vars := testEnv(t)
@@ -124,7 +127,38 @@ func TestSIGTERMFinishesRequestsInFlight(t *testing.T) {
 		t.Fatalf("%d of %d acknowledged webhooks stored after the shutdown", stored, len(ids))
 	}
 	// …and each is applied exactly once after a restart.
-	startChild(t, vars)
+	child = startChild(t, vars)
 	waitAppliedOnce(t, vars["DATABASE_URL"], ids)
+
+	// A graceful stop commits the consumer's offsets: a next start has
+	// nothing of contact-events to read again.
+	if err := child.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(vars["KAFKA_BROKERS"], ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	committed, err := adm.FetchOffsets(ctx, "contact-events-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, "contact-events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(end kadm.ListedOffset) {
+		c, _ := committed.Lookup(end.Topic, end.Partition)
+		if end.Offset > 0 && c.At != end.Offset {
+			t.Errorf("partition %d: committed offset %d, end %d", end.Partition, c.At, end.Offset)
+		}
+	})
 	t.Logf("%d acknowledged, the last one in flight at SIGTERM; all applied exactly once", len(ids))
 }
