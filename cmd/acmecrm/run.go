@@ -24,7 +24,8 @@ Commands:
   dev       the local run: start PostgreSQL, Redis and an embedded Kafka
             broker, apply migrations, and serve on :3000
   migrate   apply (up) or list (status) database migrations
-  users     create, list, set-role, delete the API's users
+  users     create, list, set-role, set-password, delete the API's
+            users
   dlq       list or replay dead letters
   simulate  play AcmeCRM: send signed webhooks of contact lifecycles to a
             receiver at a given rate (load generator and demo)

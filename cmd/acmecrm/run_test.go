@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -66,10 +67,24 @@ func TestHelpAndVersion(t *testing.T) {
 	if code != 0 || !strings.Contains(stderr, "--roles") {
 		t.Errorf("serve --help: %d %q", code, stderr)
 	}
+	_, help, _ := runCLI(t, env(nil), "help")
 	for _, cmd := range []string{"dlq", "users", "migrate"} {
 		code, out, errOut := runCLI(t, env(nil), cmd, "--help")
 		if code != 0 || !strings.Contains(out+errOut, "acmecrm "+cmd) {
 			t.Errorf("%s --help: %d %q %q", cmd, code, out, errOut)
+		}
+		// The overview names every subcommand the command's usage lists
+		// ("acmecrm users set-password …", "acmecrm migrate up|status").
+		subs := regexp.MustCompile(`acmecrm `+cmd+` ([a-z|-]+)`).FindAllStringSubmatch(out+errOut, -1)
+		if len(subs) == 0 {
+			t.Errorf("%s --help lists no subcommands", cmd)
+		}
+		for _, m := range subs {
+			for _, sub := range strings.Split(m[1], "|") {
+				if !regexp.MustCompile(`(?m)^  ` + cmd + ` .*\b` + sub + `\b`).MatchString(strings.ReplaceAll(help, "\n            ", " ")) {
+					t.Errorf("help does not name %s %s", cmd, sub)
+				}
+			}
 		}
 	}
 	code, _, stderr = runCLI(t, env(nil), "simulate", "--help")
