@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -125,10 +126,18 @@ func cmdDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	base := "http://localhost" + cfg.Addr
-	if !strings.HasPrefix(cfg.Addr, ":") {
-		base = "http://" + cfg.Addr
+	// Listen before saying where: a taken port fails here, not after the
+	// banner has told the user to go ahead.
+	ln, err := listen(cfg.Addr)
+	if err != nil {
+		return err
 	}
+	defer ln.Close()
+	host, _, _ := net.SplitHostPort(cfg.Addr)
+	if host == "" {
+		host = "localhost"
+	}
+	base := "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	fmt.Fprintf(stdout, `acmecrm dev: applied %d migration(s)
   API        %s/api
   health     %s/health   ready: %s/readyz
@@ -142,7 +151,7 @@ Try:
 Press Ctrl-C to stop.
 `, n, base, base, base, redactURL(cfg.DatabaseURL), redactURL(cfg.RedisURL), strings.Join(cfg.Kafka.Brokers, ","),
 		cfg.AdminUsername, shownPassword(cfg.AdminPassword), base, cfg.AdminUsername, shownPassword(cfg.AdminPassword))
-	return serve(ctx, cfg, roles, newLogger(cfg, stdout))
+	return serve(ctx, cfg, roles, newLogger(cfg, stdout), ln)
 }
 
 // shownPassword prints the demo password, never one the user chose.

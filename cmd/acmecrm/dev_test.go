@@ -37,6 +37,18 @@ func TestDevStartsEverythingAndStops(t *testing.T) {
 	if code2 == 0 || !strings.Contains(stderr, "in use") {
 		t.Errorf("second dev on same data: exit %d, %q", code2, stderr)
 	}
+	// A local run whose port is taken says so, and how to pick another,
+	// before its banner tells the user to go ahead.
+	other, err := devstack.TempDir("acmecrm-dev-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(other) })
+	code3, stdout, stderr := runCLI(t, env(map[string]string{"HTTP_ADDR": strings.TrimPrefix(s.base, "http://")}), "dev", "--data", other)
+	if code3 != 1 || !strings.Contains(stderr, "address already in use") || !strings.Contains(stderr, "set PORT or HTTP_ADDR") ||
+		strings.Contains(stdout, "Press Ctrl-C") || !strings.Contains(stdout, "stopping local servers") {
+		t.Errorf("dev on a taken port: exit %d\nstdout %s\nstderr %s", code3, stdout, stderr)
+	}
 	if err := s.stop(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, s.out.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -61,7 +62,7 @@ func cmdServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	logger := newLogger(cfg, stdout)
-	return serve(ctx, cfg, roles, logger)
+	return serve(ctx, cfg, roles, logger, nil)
 }
 
 func parseRoles(s string) ([]string, error) {
@@ -186,8 +187,10 @@ func ensureAdmin(ctx context.Context, store *postgres.Store, cfg config, logger 
 }
 
 // serve runs the given roles until ctx is cancelled, then shuts down
-// gracefully: stop accepting, finish in-flight requests, close clients.
-func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger) error {
+// gracefully: stop accepting, finish in-flight requests, close clients. It
+// serves on ln, or when ln is nil listens on cfg.Addr once its clients are
+// connected.
+func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger, ln net.Listener) error {
 	debug.SetGCPercent(cfg.GCPercent)
 	var metrics *telemetry.Metrics
 	if cfg.Metrics {
@@ -276,9 +279,10 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	go func() { _ = batcher.Run(ingestCtx); close(ingestDone) }()
 	defer func() { stopIngest(); <-ingestDone }()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	if ln == nil {
+		if ln, err = listen(cfg.Addr); err != nil {
+			return err
+		}
 	}
 	sim, err := newSimulator(cfg, store, logger, metrics, ln.Addr().(*net.TCPAddr).Port)
 	if err != nil {
@@ -344,6 +348,19 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger)
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// listen opens the HTTP listener; the error says how to pick another
+// address when the port is taken.
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("listen on %s: %w (another process uses the port; set PORT or HTTP_ADDR to choose another)", addr, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
 }
 
 // newSimulator builds the simulator for a service listening on port: it
