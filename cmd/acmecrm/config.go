@@ -75,7 +75,7 @@ var envVars = []envVar{
 	{"JWT_ISSUER", "acmecrm", "iss claim of issued tokens (checked on every request)."},
 	{"JWT_AUDIENCE", "acmecrm-api", "aud claim of issued tokens (checked on every request)."},
 	{"RATE_LIMIT_API", "600/1m", "Requests per authenticated user on /api/* (N/duration; bursts up to N)."},
-	{"RATE_LIMIT_LOGIN", "10/1m", "Login attempts per client IP."},
+	{"RATE_LIMIT_LOGIN", "10/1m", "Login attempts per client IP (an IPv6 client: per /64 network)."},
 	{"RATE_LIMIT_PUBLIC", "300/1m", "Requests per client IP on other unauthenticated routes (and refused tokens)."},
 	{"ACME_WEBHOOK_SECRET", defaultWebhookSecret, "Shared secret AcmeCRM signs webhooks with (whsec_<base64> for a Standard Webhooks secret). Must be set outside development."},
 	{"ACME_WEBHOOK_PREVIOUS_SECRETS", "", "Comma-separated secrets still accepted during a rotation."},

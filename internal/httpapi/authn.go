@@ -71,7 +71,7 @@ type gate struct {
 // limitByIP rate-limits an unauthenticated route per client IP.
 func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := g.limiter.Allow(r.Context(), p, g.proxies.clientIP(r))
+		d := g.limiter.Allow(r.Context(), p, g.proxies.clientKey(r))
 		g.metrics.RateLimit(p.Name, d.Allowed, d.Fallback)
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
@@ -86,7 +86,7 @@ func (g *gate) limitByIP(p ratelimit.Policy, next http.Handler) http.Handler {
 // receiver's flood guard; see docs/DECISIONS.md).
 func (g *gate) limitLocally(lim *ratelimit.Local, p ratelimit.Policy, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := lim.Allow(p, g.proxies.clientIP(r))
+		d := lim.Allow(p, g.proxies.clientKey(r))
 		g.metrics.RateLimit(p.Name, d.Allowed, true) // in memory by design
 		setRateHeaders(w, d, g.now())
 		if !d.Allowed {
@@ -150,7 +150,7 @@ func (g *gate) authenticated(role string, next http.Handler) http.Handler {
 // refuse answers 401 for a request without a usable token, after counting
 // it against the client IP's public limit (429 once that is spent).
 func (g *gate) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	d := g.limiter.Allow(r.Context(), g.limits.Public, g.proxies.clientIP(r))
+	d := g.limiter.Allow(r.Context(), g.limits.Public, g.proxies.clientKey(r))
 	g.metrics.RateLimit(g.limits.Public.Name, d.Allowed, d.Fallback)
 	setRateHeaders(w, d, g.now())
 	if !d.Allowed {

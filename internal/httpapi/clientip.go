@@ -82,6 +82,26 @@ func (t TrustedProxies) clientIP(r *http.Request) string {
 	return client.String() // every hop is a proxy: the leftmost sent it
 }
 
+// clientKey is what the per-IP rate limits count a request against: the
+// client's address (clientIP), except that an IPv6 client is counted by its
+// /64 network. One subscriber or host is given a whole /64 and picks any
+// address in it, so counting single IPv6 addresses would give one client
+// 2^64 buckets — an unlimited login guesser.
+func (t TrustedProxies) clientKey(r *http.Request) string {
+	return limitKey(t.clientIP(r))
+}
+
+func limitKey(ip string) string {
+	a, err := netip.ParseAddr(ip)
+	switch {
+	case err != nil:
+		return ip
+	case a.Unmap().Is4():
+		return a.Unmap().String()
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+}
+
 // parseHop reads one X-Forwarded-For entry: an address, possibly with a
 // port ("192.0.2.1:4711", "[2001:db8::1]:4711").
 func parseHop(s string) (netip.Addr, bool) {

@@ -114,9 +114,39 @@ func TestPerIPLimitsCountTheClientBehindATrustedProxy(t *testing.T) {
 		t.Errorf("another client behind the proxy: %d, want its own bucket", s)
 	}
 
+	// An IPv6 client picks any address of its /64: the network is counted.
+	for i, xff := range []string{"2001:db8:1:2::1", "[2001:db8:1:2:ffff:ffff:ffff:fffe]:4711"} {
+		if s := login(b, xff); s != 401 {
+			t.Fatalf("attempt %d from 2001:db8:1:2::/64: %d", i+1, s)
+		}
+	}
+	if s := login(b, "2001:db8:1:2:a:b:c:d"); s != 429 {
+		t.Errorf("a third address of the same /64: %d, want 429", s)
+	}
+	if s := login(b, "2001:db8:1:3::1"); s != 401 {
+		t.Errorf("the next /64: %d, want its own bucket", s)
+	}
+
 	untrusting := setup(t, setupOpts{limits: &limits}) // setup's two logins used 127.0.0.1's bucket
 	if s := login(untrusting, "203.0.113.9"); s != 429 {
 		t.Errorf("X-Forwarded-For believed without TRUSTED_PROXIES: %d, want 429", s)
+	}
+}
+
+func TestLimitKey(t *testing.T) {
+	t.Parallel()
+	for ip, want := range map[string]string{
+		"203.0.113.7":          "203.0.113.7",
+		"::ffff:203.0.113.7":   "203.0.113.7",
+		"2001:db8:1:2:3:4:5:6": "2001:db8:1:2::/64",
+		"2001:db8:1:2::1":      "2001:db8:1:2::/64",
+		"fe80::1%eth0":         "fe80::/64",
+		"::1":                  "::/64",
+		"not-an-address":       "not-an-address",
+	} {
+		if got := limitKey(ip); got != want {
+			t.Errorf("limitKey(%q) = %q, want %q", ip, got, want)
+		}
 	}
 }
 
