@@ -35,8 +35,10 @@ func tokenResponse(tok string, id auth.Identity, u postgres.User, now time.Time)
 var errBadCredentials = acmecrm.Errorf(acmecrm.KindUnauthorized, "INVALID_CREDENTIALS", "invalid username or password")
 
 // handleLogin exchanges a username and password for a token. A wrong
-// username and a wrong password get the same answer in similar time.
-func handleLogin(store *postgres.Store, a *auth.Service, logger *slog.Logger, now func() time.Time) http.Handler {
+// username and a wrong password get the same answer in similar time. The
+// password checks take turns (checks), so that logins never take more
+// than their share of the cores from the receiver.
+func handleLogin(store *postgres.Store, a *auth.Service, checks *auth.PasswordChecks, logger *slog.Logger, now func() time.Time) http.Handler {
 	type request struct {
 		Username string `json:"username"`
 		Password string `json:"password"`
@@ -63,7 +65,12 @@ func handleLogin(store *postgres.Store, a *auth.Service, logger *slog.Logger, no
 			writeError(w, r, logger, now, err)
 			return
 		}
-		if !auth.CheckPassword(u.PasswordHash, req.Password) {
+		ok, err := checks.Check(r.Context(), u.PasswordHash, req.Password)
+		if err != nil {
+			writeError(w, r, logger, now, err)
+			return
+		}
+		if !ok {
 			writeError(w, r, logger, now, errBadCredentials)
 			return
 		}

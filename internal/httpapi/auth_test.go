@@ -21,6 +21,41 @@ import (
 
 var testSecret = []byte(strings.Repeat("s", 32))
 
+// Logins take turns for their password checks, so that a flood of them
+// (from many addresses, each within its limit) cannot take every core from
+// the receiver. A login that finds no turn within the wait is answered
+// 503 with Retry-After, and changes nothing.
+func TestLoginsTakeTurnsForPasswordChecks(t *testing.T) {
+	t.Parallel()
+	checks := auth.NewPasswordChecks(1, 20*time.Millisecond)
+	b := setup(t, setupOpts{passwords: checks}) // setup's logins took their turns
+	slow, err := auth.HashPasswordCost("a slow password", 12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = checks.Check(context.Background(), slow, "a slow password")
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for checks.Running() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the slow check never ran")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r := b.call("POST", "/api/auth/login", "", map[string]string{"username": "user@acmecrm.com", "password": userPassword})
+	if r.status != 503 || r.errCode() != "SERVICE_UNAVAILABLE" || r.header.Get("Retry-After") == "" {
+		t.Fatalf("login while the only turn is taken: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
+	}
+	<-done
+	r = b.call("POST", "/api/auth/login", "", map[string]string{"username": "user@acmecrm.com", "password": userPassword})
+	if r.status != 200 {
+		t.Fatalf("login once the turn is free: %d %s", r.status, r.body)
+	}
+}
+
 func TestLogin(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

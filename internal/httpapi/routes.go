@@ -36,7 +36,7 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("GET /docs", public(handleStatic("text/html; charset=utf-8", docsPage)))
 
 	// Authentication (SPEC §5).
-	mux.Handle("POST /api/auth/login", body(g.limitByIP(opts.Limits.Login, handleLogin(opts.Store, opts.Auth, opts.Logger, opts.Now))))
+	mux.Handle("POST /api/auth/login", body(g.limitByIP(opts.Limits.Login, handleLogin(opts.Store, opts.Auth, opts.PasswordChecks, opts.Logger, opts.Now))))
 	mux.Handle("POST /api/auth/refresh", user(handleRefresh(opts.Store, opts.Auth, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/auth/logout", user(handleLogout(opts.Auth, opts.Logger, opts.Now)))
 	mux.Handle("POST /api/auth/logout-all", user(handleLogoutAll(opts.Auth, opts.Logger, opts.Now)))

@@ -8,6 +8,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/acmecrm/acmecrm/internal/auth"
@@ -47,6 +48,9 @@ type Options struct {
 	Auth    *auth.Service
 	Limiter *ratelimit.Limiter
 	Limits  Limits
+	// PasswordChecks bounds the logins' password checks (nil: half the
+	// cores, at least one, and a wait of at most 2 s for a turn).
+	PasswordChecks *auth.PasswordChecks
 	// EventStatsMinAge is the least time an answer of GET
 	// /api/metrics/events is reused (default 1 s; it is reused ten times
 	// as long as it took to compute, if that is longer).
@@ -88,6 +92,9 @@ func NewServer(opts Options) http.Handler {
 	opts.Logger = slog.New(telemetry.NewLogHandler(opts.Logger.Handler()))
 	if opts.Tracing == nil {
 		opts.Tracing = telemetry.Disabled()
+	}
+	if opts.PasswordChecks == nil {
+		opts.PasswordChecks = auth.NewPasswordChecks(runtime.GOMAXPROCS(0)/2, 2*time.Second)
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, opts)

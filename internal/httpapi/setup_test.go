@@ -53,7 +53,8 @@ type setupOpts struct {
 	autoTrigger bool      // the simulator's auto-trigger
 	metrics     bool      // serve /metrics
 	statsMinAge time.Duration
-	typeWindow  int64 // AuditTypeWindow
+	typeWindow  int64                // AuditTypeWindow
+	passwords   *auth.PasswordChecks // default: NewServer's
 }
 
 var generousLimits = Limits{
@@ -145,6 +146,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 		RequestTimeout: 10 * time.Second, Checks: o.checks, Store: store, Auth: a, Limiter: lim, Limits: limits, TrustedProxies: o.proxies,
 		EventStatsMinAge: o.statsMinAge,
 		AuditTypeWindow:  o.typeWindow,
+		PasswordChecks:   o.passwords,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
 			MaxAge:  5 * time.Minute, Now: time.Now,
