@@ -64,9 +64,22 @@ func classify(err error) *acmecrm.Error {
 	}
 }
 
+// statusClientClosedRequest is what a request is counted and logged as
+// when its client hung up before the answer and the work stopped for that
+// (nginx's 499). It is not a server error: counted as a 500, every
+// search-as-you-type client that cancels its stale requests would raise
+// the 5xx alert.
+const statusClientClosedRequest = 499
+
 // writeError answers with the envelope for err. Internal errors are logged
 // here, once, with the request id; their cause never reaches the client.
 func writeError(w http.ResponseWriter, r *http.Request, logger *slog.Logger, now func() time.Time, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// Nobody reads the answer; only the access log and metrics see it.
+		setErrCode(r.Context(), "CLIENT_CLOSED_REQUEST")
+		w.WriteHeader(statusClientClosedRequest)
+		return
+	}
 	e := classify(err)
 	if e.Kind == acmecrm.KindInternal {
 		logger.ErrorContext(r.Context(), "internal error", "err", err)

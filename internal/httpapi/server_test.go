@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/acmecrm/acmecrm"
+	"github.com/acmecrm/acmecrm/internal/infratest"
+	"github.com/acmecrm/acmecrm/internal/postgres"
 )
 
 var fixedNow = func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }
@@ -278,5 +280,86 @@ func TestValidationProblemsAreAllReported(t *testing.T) {
 	list, _ := e.Error.Details["errors"].([]any)
 	if rec.Code != 400 || e.Error.Code != "INVALID_INPUT" || len(list) != 2 {
 		t.Fatalf("got %d %+v", rec.Code, e.Error)
+	}
+}
+
+// A client that hangs up while its request waits is not a server error:
+// the request is counted (and logged) as 499, not 500, so clients that
+// cancel stale requests do not raise the 5xx alert, and the work it
+// started is abandoned without changing anything.
+func TestAClientThatHangsUpIsNotAServerError(t *testing.T) {
+	t.Parallel()
+	dbURL := infratest.DatabaseURL(t)
+	b := setup(t, setupOpts{metrics: true, databaseURL: dbURL})
+	id := b.create(newContact("hang-up"))["id"].(string)
+
+	pool, err := postgres.Open(context.Background(), dbURL, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	lock, err := pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = lock.Rollback(context.Background()) }()
+	if _, err := lock.Exec(context.Background(), `SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE`, id); err != nil {
+		t.Fatal(err)
+	}
+
+	// The PATCH waits for the row; its client gives up.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "PATCH", b.srv.URL+"/api/contacts/"+id, strings.NewReader(`{"firstName":"Gone"}`))
+	req.Header.Set("Authorization", "Bearer "+b.user)
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	req.Header.Set("If-Match", `"1"`)
+	sent := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		sent <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var waiting int
+		if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the PATCH never waited for the locked row")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-sent; !errors.Is(err, context.Canceled) {
+		t.Fatalf("client: %v, want its own cancellation", err)
+	}
+
+	series := func(status string) string {
+		return `acmecrm_http_requests_total{method="PATCH",route="PATCH /api/contacts/{id}",status="` + status + `"} 1`
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		m := string(b.call("GET", "/metrics", "", nil).body)
+		if strings.Contains(m, series("500")) {
+			t.Fatal("a client that hung up was counted as a server error")
+		}
+		if strings.Contains(m, series("499")) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned PATCH was never counted as 499")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = lock.Rollback(context.Background())
+	if r := b.call("GET", "/api/contacts/"+id, b.user, nil); r.status != 200 || r.data()["firstName"] != "John" || r.data()["version"] != 1.0 {
+		t.Errorf("the abandoned PATCH changed the contact: %d %s", r.status, r.body)
 	}
 }
