@@ -360,6 +360,7 @@ func TestWebhookPayloadSchemaDescribesTheReceiver(t *testing.T) {
 		{"legacy createdAt of 101 characters", `{"event":"contact.created","id":"evt_o15","timestamp":"` + ts + `","data":{"id":"c1","firstName":"Ann","lastName":"Lee","email":"ann@example.com","createdAt":"` + long(101) + `"}}`, false},
 		{"delete without contact id", canonical("evt_o16", "contact.deleted", `"id":"c1"`), false},
 		{"timestamp not a date-time", strings.Replace(canonical("evt_o17", "contact.deleted", `"contact_id":"c1"`), ts, "yesterday", 1), false},
+		{"legacy dialect with an event_type too", `{"event":"contact.updated","event_type":"contact.merged","id":"evt_o18","timestamp":"` + ts + `","data":{"id":"c1","firstName":"Ann","lastName":"Lee","email":"ann@example.com"}}`, false},
 	}
 	for _, tc := range cases {
 		inst, err := jsonschema.UnmarshalJSON(strings.NewReader(tc.body))
