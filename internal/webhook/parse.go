@@ -87,9 +87,14 @@ func (p *Parser) Parse(body []byte, receivedAt time.Time) (acmecrm.Event, error)
 // parseWithSchema validates body with the JSON Schema of its dialect and
 // reads the event from it (its timestamp as written).
 func (p *Parser) parseWithSchema(body []byte) (acmecrm.Event, string, bool, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return acmecrm.Event{}, "", false, acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is empty")
+	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
 	if err != nil {
-		return acmecrm.Event{}, "", false, acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is not valid JSON")
+		// The decoder's message says where and why (a byte, the end, the
+		// nesting depth), as the REST API's does; it holds nothing secret.
+		return acmecrm.Event{}, "", false, acmecrm.Errorf(acmecrm.KindInvalid, "MALFORMED_JSON", "the body is not valid JSON: %v", err)
 	}
 	obj, _ := doc.(map[string]any)
 	_, isLegacy := obj["event"]

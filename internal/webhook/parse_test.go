@@ -111,6 +111,12 @@ func TestSchemaErrorsListEveryPath(t *testing.T) {
 			t.Errorf("%q: %v", body, err)
 		}
 	}
+	// A nesting bomb is refused, and the sender is told why.
+	bomb := `{"event_type":"contact.created","event_id":"e","timestamp":"2025-05-19T10:00:00Z","data":{"contact_id":"1","acme_custom_fields":{"a":` +
+		strings.Repeat("[", 100000) + strings.Repeat("]", 100000) + `}}}`
+	if _, err := p.Parse([]byte(bomb), received); code(err) != "MALFORMED_JSON" || !strings.Contains(err.Error(), "depth") {
+		t.Errorf("nesting bomb: %v", err)
+	}
 }
 
 // What the consumer would refuse is refused at the door, with the path in
