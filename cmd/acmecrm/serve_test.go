@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -457,5 +458,53 @@ func TestRelayRolePrunesFinishedRecords(t *testing.T) {
 			t.Fatalf("webhooks left %v, want [evt_recent]", left)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The relay role folds the event counts' deltas as it runs, so that they
+// do not pile up between reads of the event tracking.
+func TestTheEventCountsAreFolded(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pool := infratest.Pool(t)
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	// 50 statements, each a delta of its own.
+	for i := range 50 {
+		ev := acmecrm.Event{EventID: fmt.Sprintf("evt_fold_%d", i), EventType: acmecrm.EventContactDeleted, OccurredAt: time.Now(),
+			ReceivedAt: time.Now(), Source: acmecrm.SourceAcme, ContactID: "crm-1", Data: acmecrm.AcmeContact{ContactID: "crm-1"}}
+		if _, err := store.RecordEvents(ctx, "contact-events", []postgres.IncomingEvent{{Event: ev, Headers: map[string]string{}, RawBody: []byte("{}")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows := func() (n, total int64) {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(n), 0) FROM webhook_event_counts`).Scan(&n, &total); err != nil {
+			t.Fatal(err)
+		}
+		return n, total
+	}
+	if n, _ := rows(); n < 50 {
+		t.Fatalf("%d delta rows before folding, want 50", n)
+	}
+	done := make(chan error, 1)
+	go func() { done <- compactEventCounts(store, slog.New(slog.DiscardHandler), 10*time.Millisecond)(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, total := rows()
+		if total != 50 {
+			t.Fatalf("folding changed the count: %d", total)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still %d delta rows", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

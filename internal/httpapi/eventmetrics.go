@@ -18,15 +18,15 @@ type eventStats struct {
 	GeneratedAt time.Time `json:"generatedAt"`
 }
 
-// eventStatsCache shares the event statistics between callers. They are
-// one pass over the event log, whose cost grows with the log (about a
-// second per million webhooks on the benchmark machine): computed per
-// request, a few clients polling could keep the database busy. So
+// eventStatsCache shares the event statistics between callers. The
+// counts are kept as webhooks change state (migration 00010) and cost a
+// few milliseconds to read, but the recent errors are the newest among
+// every failed and dead webhook, which an outage can make many. So
 // concurrent callers wait for one computation, and its result is reused
-// for ten times as long as it took, and at least minAge, which bounds the
-// database time the endpoint takes to about a tenth of one core per
-// instance, whatever the log's size and the number of callers.
-// generatedAt says how old an answer is.
+// for ten times as long as it took, and at least minAge: the database time
+// the endpoint takes stays at about a tenth of one core per instance at
+// most, whatever the number of callers. generatedAt says how old an
+// answer is.
 type eventStatsCache struct {
 	store  *postgres.Store
 	now    func() time.Time

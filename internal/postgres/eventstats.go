@@ -6,8 +6,8 @@ import (
 )
 
 // EventStats is the event tracking of SPEC §9, read from the durable
-// state (webhook_events, outbox, dead_letters), so every instance reports
-// the same figures and a restart loses none of them.
+// state (webhook_event_counts, webhook_events, outbox, dead_letters), so
+// every instance reports the same figures and a restart loses none of them.
 type EventStats struct {
 	Totals          EventCounts            `json:"totals"`
 	ByEventType     map[string]EventCounts `json:"byEventType"`
@@ -75,12 +75,15 @@ type EventBacklog struct {
 // recentErrorsLimit bounds EventStats.RecentErrors.
 const recentErrorsLimit = 20
 
-// EventStats reads the event tracking figures. The counts are one pass
-// over webhook_events: their cost grows with the events kept.
+// EventStats reads the event tracking figures. The counts are the sums of
+// webhook_event_counts, which triggers keep as the state rows change
+// (migration 00010), so reading them costs the same however many webhooks
+// are kept: no more than one row per event type and status, plus the
+// deltas written since the last CompactEventCounts.
 func (s *Store) EventStats(ctx context.Context) (EventStats, error) {
 	st := EventStats{ByEventType: map[string]EventCounts{}, RecentErrors: []EventError{}}
-	rows, err := s.pool.Query(ctx, `SELECT event_type, status, count(*), max(received_at), max(processed_at)
-		FROM webhook_events GROUP BY event_type, status`)
+	rows, err := s.pool.Query(ctx, `SELECT event_type, status, sum(n)::bigint, max(last_received_at), max(last_processed_at)
+		FROM webhook_event_counts GROUP BY event_type, status`)
 	if err != nil {
 		return st, translate("event stats", err)
 	}
@@ -92,12 +95,17 @@ func (s *Store) EventStats(ctx context.Context) (EventStats, error) {
 			rows.Close()
 			return st, translate("event stats", err)
 		}
+		// The latest times stay when every webhook they came from has
+		// been pruned.
+		st.LastReceivedAt = latest(st.LastReceivedAt, received)
+		st.LastProcessedAt = latest(st.LastProcessedAt, processed)
+		if n == 0 {
+			continue
+		}
 		st.Totals.add(status, n)
 		c := st.ByEventType[typ]
 		c.add(status, n)
 		st.ByEventType[typ] = c
-		st.LastReceivedAt = latest(st.LastReceivedAt, received)
-		st.LastProcessedAt = latest(st.LastProcessedAt, processed)
 	}
 	if err := rows.Err(); err != nil {
 		return st, translate("event stats", err)
@@ -140,4 +148,24 @@ func latest(a, b *time.Time) *time.Time {
 		return b
 	}
 	return a
+}
+
+// CompactEventCounts folds the deltas of webhook_event_counts into one
+// row per event type and status. It is exact whatever runs beside it: the
+// rows it folds are those its statement deletes, and deltas committed
+// meanwhile stay for the next time. It returns how many rows it folded.
+func (s *Store) CompactEventCounts(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+WITH gone AS (
+	DELETE FROM webhook_event_counts RETURNING *
+), folded AS (
+	INSERT INTO webhook_event_counts (event_type, status, n, last_received_at, last_processed_at)
+	SELECT event_type, status, sum(n), max(last_received_at), max(last_processed_at) FROM gone GROUP BY 1, 2
+)
+SELECT count(*) FROM gone`).Scan(&n)
+	if err != nil {
+		return 0, translate("compact event counts", err)
+	}
+	return n, nil
 }

@@ -115,8 +115,8 @@ func (s *Store) RecordEvents(ctx context.Context, topic string, evs []IncomingEv
 			ON CONFLICT (event_id) DO NOTHING
 			RETURNING id, event_id
 		), st AS (
-			INSERT INTO webhook_event_state (id, status)
-			SELECT ins.id, input.status FROM ins JOIN input USING (event_id)
+			INSERT INTO webhook_event_state (id, status, event_type)
+			SELECT ins.id, input.status, input.event_type FROM ins JOIN input USING (event_id)
 			RETURNING id, status
 		), ob AS (
 			INSERT INTO outbox (topic, key, payload, headers)
