@@ -375,9 +375,9 @@ func TestWebhookBodiesAndSecretsStayOutOfLogs(t *testing.T) {
 	}
 }
 
-// The event statistics are one pass over the event log: concurrent callers
-// share one computation, and its answer is reused for a while (generatedAt
-// says when it was made) instead of scanning the log again per request.
+// Concurrent callers of the event statistics share one computation, and
+// its answer is reused for a while (generatedAt says when it was made)
+// instead of reading the database again per request.
 func TestEventMetricsAreComputedOnceForConcurrentCallers(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{statsMinAge: time.Hour})
