@@ -191,7 +191,14 @@ func cloneDatabase(t testing.TB, from string) string {
 // test ends.
 func Pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	pool, err := postgres.Open(context.Background(), DatabaseURL(t), 10)
+	return PoolOf(t, 10)
+}
+
+// PoolOf is Pool with at most conns connections (one, for a test that reads
+// the session state of the store's statements).
+func PoolOf(t testing.TB, conns int) *pgxpool.Pool {
+	t.Helper()
+	pool, err := postgres.Open(context.Background(), DatabaseURL(t), conns)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,7 @@ func TestContactSearchesArePlannedForTheirPattern(t *testing.T) {
 	ctx := context.Background()
 	// One connection, so that every statement the store prepares is in
 	// the session this test reads pg_prepared_statements from.
-	pool, err := postgres.Open(ctx, infratest.DatabaseURL(t), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := infratest.PoolOf(t, 1)
 	if _, err := pool.Exec(ctx, `
 		INSERT INTO contacts (first_name, last_name, email, company, source, source_id)
 		SELECT 'First' || i, 'Last' || i, 'user' || i || '@example.com', 'Company ' || (i % 97), 'import', 'imp-' || i

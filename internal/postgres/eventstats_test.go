@@ -257,11 +257,7 @@ func TestEventCountsFollowEveryStateChange(t *testing.T) {
 func TestEventStatsDoNotReadTheEventLog(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := postgres.Open(ctx, infratest.DatabaseURL(t), 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := infratest.PoolOf(t, 1)
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
 	at := time.Now().UTC()
 	for b := range 20 {
