@@ -38,6 +38,12 @@ func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
+// fewMatches is how many times the rows a page needs (offset and limit)
+// the matches may number for the page to be taken by sorting every match
+// rather than by walking the sort index: with fewer matches than that the
+// walk expects to read more than a quarter of the table, at random.
+const fewMatches = 4
+
 // ListContacts returns one page and the total number of matches. Totals
 // are cached for up to a second (see countCache).
 func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Contact, int, error) {
@@ -73,26 +79,42 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 	if q.Desc {
 		dir = "DESC"
 	}
-	countArgs := append([]any(nil), args...)
-	page := `SELECT ` + contactCols + ` FROM contacts` + cond +
-		` ORDER BY ` + col + ` ` + dir + `, id ` + dir +
-		` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg((q.Page-1)*q.Limit)
-
 	// Both statements run unnamed (QueryExecModeExec), so PostgreSQL plans
 	// them for this search's values every time. As cached prepared
 	// statements they were switched to a generic plan after five runs,
 	// and a generic plan cannot know whether the pattern is rare, common
 	// or too short for the trigram index: on 1,000,000 contacts it made a
 	// common pattern's page 642 ms instead of 0.05 ms (DECISIONS #102).
-	key := countKey(cond, countArgs)
+	key := countKey(cond, args)
 	total, cached, gen := s.counts.get(key)
 	if !cached {
-		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM contacts`+cond, append([]any{pgx.QueryExecModeExec}, countArgs...)...).Scan(&total)
+		err := s.pool.QueryRow(ctx, `SELECT count(*) FROM contacts`+cond, append([]any{pgx.QueryExecModeExec}, args...)...).Scan(&total)
 		if err != nil {
 			return nil, 0, translate("count contacts", err)
 		}
 		s.counts.put(key, gen, total)
 	}
+	offset := (q.Page - 1) * q.Limit
+	if !cached && total <= offset {
+		// The count, just taken, says the page is empty: a search that
+		// matches nothing costs one scan, not two (DECISIONS #104).
+		return []acmecrm.Contact{}, total, nil
+	}
+	from := `contacts` + cond
+	if total <= fewMatches*(offset+q.Limit) {
+		// Few rows match. PostgreSQL's estimate of how many do can be far
+		// off (a pattern too short for the trigram index is guessed at
+		// 0.007 %), and walking the sort index until the page is full
+		// would then read most of the table in index order: 0.85 s for a
+		// two-letter search that matches nothing on 1,000,000 contacts.
+		// OFFSET 0 keeps the filter in a subquery that PostgreSQL plans on
+		// its own (the trigram index, or a parallel scan), and the few
+		// matches are sorted: 0.19 s for that search.
+		from = `(SELECT * FROM contacts` + cond + ` OFFSET 0) c`
+	}
+	page := `SELECT ` + contactCols + ` FROM ` + from +
+		` ORDER BY ` + col + ` ` + dir + `, id ` + dir +
+		` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg(offset)
 	rows, err := s.pool.Query(ctx, page, append([]any{pgx.QueryExecModeExec}, args...)...)
 	if err != nil {
 		return nil, 0, translate("list contacts", err)

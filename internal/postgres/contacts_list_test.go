@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/acmecrm/acmecrm/internal/infratest"
@@ -66,5 +68,108 @@ func TestContactSearchesArePlannedForTheirPattern(t *testing.T) {
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A search that matches few contacts must not walk the sort index until its
+// page is full: PostgreSQL guesses a two-letter pattern (too short for the
+// trigram index) to match a few dozen rows in a million, and when it
+// matches fewer than the page needs the walk reads the whole table in index
+// order — 0.85 s on 1,000,000 contacts. And a search that matches nothing
+// needs only its count.
+func TestFewMatchesAreNotFoundByWalkingTheSortIndex(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	// One connection without parallel workers, so that every row read is
+	// this session's and flushed by pg_stat_force_next_flush. The random
+	// page cost of an SSD (a common setting) makes PostgreSQL choose the
+	// walk for three matches in 30,000, as its default does for its guess
+	// at a two-letter pattern in 1,000,000.
+	pool := infratest.PoolOf(t, 1)
+	if _, err := pool.Exec(ctx, `SET max_parallel_workers_per_gather = 0; SET random_page_cost = 1.1`); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30000
+	// The three matches of "qj" are the oldest: last in the default order.
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO contacts (first_name, last_name, email, company, source, source_id, created_at)
+		SELECT CASE WHEN i <= 3 THEN 'Aqj' ELSE 'First' END || i, 'Last' || i, 'user' || i || '@example.com', 'Company', 'import', 'imp-' || i,
+		       timestamptz '2026-01-01' + i * interval '1 minute'
+		FROM generate_series(1, $1::int) AS i`, n); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE contacts`); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	type reads struct{ table, sortIndex int64 }
+	read := func() reads {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var r reads
+		if err := pool.QueryRow(ctx, `
+			SELECT (SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables WHERE relname = 'contacts'),
+			       (SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'contacts_created_at_idx')`).Scan(&r.table, &r.sortIndex); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	list := func(q postgres.ContactQuery) ([]string, int, reads) {
+		t.Helper()
+		before := read()
+		page, total, err := store.ListContacts(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after := read()
+		var names []string
+		for _, c := range page {
+			names = append(names, c.FirstName)
+		}
+		return names, total, reads{after.table - before.table, after.sortIndex - before.sortIndex}
+	}
+
+	// Matches nothing: one scan for the count, no page.
+	names, total, r := list(postgres.ContactQuery{Page: 1, Limit: 10, Sort: "createdAt", Desc: true, Search: "xq"})
+	if len(names) != 0 || total != 0 {
+		t.Fatalf("search xq: %v, total %d", names, total)
+	}
+	if r.table > n+100 || r.sortIndex != 0 {
+		t.Errorf("a search that matches nothing read %d rows and %d entries of the sort index (%d contacts)", r.table, r.sortIndex, n)
+	}
+
+	// Three matches, pages of two, both orders: the right contacts in the
+	// right order, without the sort index.
+	for _, tc := range []struct {
+		desc  bool
+		page  int
+		want  string
+		total int
+	}{
+		{true, 1, "Aqj3 Aqj2", 3},
+		{true, 2, "Aqj1", 3},
+		{false, 1, "Aqj1 Aqj2", 3},
+		{false, 2, "Aqj3", 3},
+		{false, 3, "", 3},
+	} {
+		names, total, r := list(postgres.ContactQuery{Page: tc.page, Limit: 2, Sort: "createdAt", Desc: tc.desc, Search: "qj"})
+		if got := strings.Join(names, " "); got != tc.want || total != tc.total {
+			t.Errorf("search qj, desc %v, page %d: %q of %d, want %q of %d", tc.desc, tc.page, got, total, tc.want, tc.total)
+		}
+		if r.sortIndex != 0 || r.table > 2*n+100 {
+			t.Errorf("search qj, desc %v, page %d: read %d rows and %d entries of the sort index (%d contacts)", tc.desc, tc.page, r.table, r.sortIndex, n)
+		}
+	}
+
+	// Many matches: the page is the first rows of the sort index that
+	// match, and the walk stops there.
+	names, total, r = list(postgres.ContactQuery{Page: 1, Limit: 10, Sort: "createdAt", Desc: true, Search: "fi"})
+	if total != n-3 || len(names) != 10 || names[0] != fmt.Sprintf("First%d", n) {
+		t.Fatalf("search fi: %v, total %d", names, total)
+	}
+	if r.sortIndex > 100 {
+		t.Errorf("a search that matches most contacts read %d entries of the sort index for a page of 10", r.sortIndex)
 	}
 }
