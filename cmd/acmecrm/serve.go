@@ -309,6 +309,7 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger,
 			logger.Warn("rate limiter fell back to memory", "policy", policy, "err", err)
 		}),
 		Limits:         cfg.Limits,
+		Searches:       httpapi.SearchTurns(cfg.Searches, 2*time.Second),
 		TrustedProxies: cfg.TrustedProxies,
 		ProbesOnly:     !slices.Contains(roles, "api"),
 		Metrics:        metrics,

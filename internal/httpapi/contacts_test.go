@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestCreateAndGetContact(t *testing.T) {
@@ -196,6 +197,61 @@ func escapeQuery(s string) string {
 func escapeQuery2(q string) string {
 	k, v, _ := strings.Cut(q, "=")
 	return k + "=" + escapeQuery(v)
+}
+
+// Lists whose cost grows with the table (searches, deep pages) take turns:
+// while every turn is taken, such a list waits, then gets 503 with
+// Retry-After, having read nothing; other lists are not held up.
+func TestCostlyListsTakeTurns(t *testing.T) {
+	t.Parallel()
+	searches := SearchTurns(1, time.Second)
+	b := setup(t, setupOpts{searches: searches})
+	c := newContact("turns-1")
+	c["firstName"] = "Turner"
+	b.create(c)
+	release, err := searches.Take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	costly := []string{"search=turn", "search=t&sort=email", "page=1001&limit=10", "page=101&limit=100"}
+	refused := make(chan string, len(costly))
+	for _, q := range costly {
+		go func() {
+			r := b.call("GET", "/api/contacts?"+q, b.user, nil)
+			if r.status != 503 || r.errCode() != "SERVICE_UNAVAILABLE" || r.header.Get("Retry-After") == "" {
+				refused <- fmt.Sprintf("%s while the only turn is taken: %d %s (Retry-After %q)", q, r.status, r.body, r.header.Get("Retry-After"))
+				return
+			}
+			refused <- ""
+		}()
+	}
+	for _, q := range []string{"", "page=1000&limit=10", "status=active&sort=firstName"} {
+		if r := b.call("GET", "/api/contacts?"+q, b.user, nil); r.status != 200 {
+			t.Errorf("%q while the only turn is taken: %d %s", q, r.status, r.body)
+		}
+	}
+	for range costly {
+		if msg := <-refused; msg != "" {
+			t.Error(msg)
+		}
+	}
+	// A list that finds the turn taken waits for it.
+	answered := make(chan response)
+	go func() { answered <- b.call("GET", "/api/contacts?search=turn", b.user, nil) }()
+	deadline := time.Now().Add(time.Second)
+	for searches.Waiting() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the search never waited for its turn")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if r := <-answered; r.status != 200 || len(r.json["data"].([]any)) != 1 {
+		t.Fatalf("search once the turn is given back: %d %s", r.status, r.body)
+	}
+	if searches.Running() != 0 || searches.Waiting() != 0 {
+		t.Errorf("%d turns taken and %d waiting after every list ended", searches.Running(), searches.Waiting())
+	}
 }
 
 func TestUpdateWithOptimisticConcurrency(t *testing.T) {

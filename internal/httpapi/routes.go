@@ -42,7 +42,7 @@ func addRoutes(mux *http.ServeMux, opts Options) {
 	mux.Handle("POST /api/auth/logout-all", user(handleLogoutAll(opts.Auth, opts.Logger, opts.Now)))
 
 	// Contacts (SPEC §6).
-	c := &contactsAPI{store: opts.Store, sim: opts.Simulator, logger: opts.Logger, now: opts.Now}
+	c := &contactsAPI{store: opts.Store, sim: opts.Simulator, searches: opts.Searches, logger: opts.Logger, now: opts.Now}
 	mux.Handle("GET /api/contacts", user(c.list()))
 	mux.Handle("POST /api/contacts", user(c.create()))
 	mux.Handle("POST /api/contacts/acme", user(c.upsertAcme()))

@@ -17,6 +17,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/telemetry"
+	"github.com/acmecrm/acmecrm/internal/turns"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -51,6 +52,9 @@ type Options struct {
 	// PasswordChecks bounds the logins' password checks (nil: half the
 	// cores, at least one, and a wait of at most 2 s for a turn).
 	PasswordChecks *auth.PasswordChecks
+	// Searches bounds the contact lists whose cost grows with the table
+	// (see SearchTurns; nil: SearchTurns(0, 2 s)).
+	Searches *turns.Turns
 	// EventStatsMinAge is the least time an answer of GET
 	// /api/metrics/events is reused (default 1 s; it is reused ten times
 	// as long as it took to compute, if that is longer).
@@ -95,6 +99,9 @@ func NewServer(opts Options) http.Handler {
 	}
 	if opts.PasswordChecks == nil {
 		opts.PasswordChecks = auth.NewPasswordChecks(runtime.GOMAXPROCS(0)/2, 2*time.Second)
+	}
+	if opts.Searches == nil {
+		opts.Searches = SearchTurns(0, 2*time.Second)
 	}
 	mux := http.NewServeMux()
 	addRoutes(mux, opts)

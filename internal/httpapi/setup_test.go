@@ -22,6 +22,7 @@ import (
 	"github.com/acmecrm/acmecrm/internal/ratelimit"
 	"github.com/acmecrm/acmecrm/internal/simulator"
 	"github.com/acmecrm/acmecrm/internal/telemetry"
+	"github.com/acmecrm/acmecrm/internal/turns"
 	"github.com/acmecrm/acmecrm/internal/webhook"
 )
 
@@ -55,6 +56,7 @@ type setupOpts struct {
 	statsMinAge time.Duration
 	typeWindow  int64                // AuditTypeWindow
 	passwords   *auth.PasswordChecks // default: NewServer's
+	searches    *turns.Turns         // default: NewServer's
 }
 
 var generousLimits = Limits{
@@ -147,6 +149,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 		EventStatsMinAge: o.statsMinAge,
 		AuditTypeWindow:  o.typeWindow,
 		PasswordChecks:   o.passwords,
+		Searches:         o.searches,
 		Verifier: &webhook.Verifier{
 			Secrets: []webhook.Secret{{ID: "current", Key: webhookSecret}, {ID: "previous-1", Key: previousSecret}},
 			MaxAge:  5 * time.Minute, Now: time.Now,
