@@ -112,9 +112,13 @@ func (s *Store) EventStats(ctx context.Context) (EventStats, error) {
 	}
 	st.Backlog.Unprocessed = st.Totals.Pending
 
-	rows, err = s.pool.Query(ctx, `SELECT event_id, event_type, status, attempts, last_error, coalesce(dead_at, failed_at, received_at)
-		FROM webhook_events WHERE status IN ('failed', 'dead') AND last_error IS NOT NULL
-		ORDER BY coalesce(dead_at, failed_at, received_at) DESC LIMIT $1`, recentErrorsLimit)
+	// The index webhook_event_state_errors_idx (migration 00011) holds
+	// exactly these rows in this order, so this reads recentErrorsLimit of
+	// them however many failed.
+	rows, err = s.pool.Query(ctx, `SELECT r.event_id, r.event_type, s.status, s.attempts, s.last_error, coalesce(s.dead_at, s.failed_at, r.received_at)
+		FROM webhook_event_state s JOIN webhook_receipts r USING (id)
+		WHERE s.status IN ('failed', 'dead') AND s.last_error IS NOT NULL
+		ORDER BY coalesce(s.dead_at, s.failed_at) DESC NULLS LAST LIMIT $1`, recentErrorsLimit)
 	if err != nil {
 		return st, translate("event stats", err)
 	}

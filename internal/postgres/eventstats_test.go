@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -293,6 +294,40 @@ func TestEventStatsDoNotReadTheEventLog(t *testing.T) {
 	}
 	if n := read() - before; n > 20 {
 		t.Errorf("reading the event tracking read %d rows of the event log (2,000 webhooks stored)", n)
+	}
+
+	// After an outage: 1,200 failed or dead webhooks. The recent errors
+	// are the latest twenty, newest first, read without the others (the
+	// old query read and sorted all of them).
+	if _, err := pool.Exec(ctx, `UPDATE webhook_event_state SET status = CASE WHEN id % 2 = 0 THEN 'dead' ELSE 'failed' END,
+			last_error = 'apply: error ' || id, failed_at = timestamptz '2026-01-01' + id * interval '1 second',
+			dead_at = CASE WHEN id % 2 = 0 THEN timestamptz '2026-01-01' + id * interval '1 second' END
+		WHERE id IN (SELECT id FROM webhook_event_state ORDER BY id LIMIT 1200)`); err != nil {
+		t.Fatal(err)
+	}
+	// With statistics, as autovacuum keeps them on a table of any size
+	// (without, PostgreSQL plans a few thousand rows as if there were none).
+	if _, err := pool.Exec(ctx, `ANALYZE webhook_event_state, webhook_receipts`); err != nil {
+		t.Fatal(err)
+	}
+	var wantErrors []string
+	if err := pool.QueryRow(ctx, `SELECT array_agg(last_error ORDER BY id DESC) FROM (SELECT id, last_error FROM webhook_event_state
+		WHERE last_error IS NOT NULL ORDER BY id DESC LIMIT 20) e`).Scan(&wantErrors); err != nil {
+		t.Fatal(err)
+	}
+	before = read()
+	if st, err = store.EventStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var gotErrors []string
+	for _, e := range st.RecentErrors {
+		gotErrors = append(gotErrors, e.Error)
+	}
+	if !slices.Equal(gotErrors, wantErrors) {
+		t.Errorf("recent errors %q, want %q", gotErrors, wantErrors)
+	}
+	if n := read() - before; n > 60 {
+		t.Errorf("reading the event tracking read %d rows of the event log for its twenty recent errors (1,200 failed or dead)", n)
 	}
 }
 
