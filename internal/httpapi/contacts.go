@@ -92,8 +92,10 @@ const deepOffset = 10000
 // characters, which the trigram index cannot serve, reads every contact
 // (0.12–0.25 s of both cores at 1,000,000), so without a bound eight of
 // them in a loop held the receiver's p50 at 29 ms instead of 1 ms. At most
-// n run at once (0: half the cores, at least one); a list waits at most
-// wait for its turn, then gets 503 SERVICE_UNAVAILABLE with Retry-After.
+// n run at once (0: half the cores, at least one), and each user's one at a
+// time, so that one user's flood of them makes that user wait, not
+// everyone; a list waits at most wait for its turn, then gets 503
+// SERVICE_UNAVAILABLE with Retry-After.
 func SearchTurns(n int, wait time.Duration) *turns.Turns {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0) / 2
@@ -164,7 +166,7 @@ func (c *contactsAPI) list() http.Handler {
 			return
 		}
 		if cq.Search != "" || (cq.Page-1)*cq.Limit >= deepOffset {
-			release, err := c.searches.Take(r.Context())
+			release, err := c.searches.TakeFor(r.Context(), identity(r.Context()).UserID)
 			if err != nil {
 				c.fail(w, r, err)
 				return

@@ -254,6 +254,46 @@ func TestCostlyListsTakeTurns(t *testing.T) {
 	}
 }
 
+// Each user's costly lists run one at a time: while one of a user's
+// searches runs, their next waits even though a turn is free, and another
+// user's search runs at once. So a user who sends many searches at once
+// makes themselves wait, not everyone.
+func TestEachUsersSearchesRunOneAtATime(t *testing.T) {
+	t.Parallel()
+	searches := SearchTurns(2, 5*time.Second)
+	b := setup(t, setupOpts{searches: searches})
+	r := b.call("POST", "/api/auth/login", "", map[string]string{"username": "user@acmecrm.com", "password": userPassword})
+	userID, _ := r.json["user"].(map[string]any)["id"].(string)
+	if r.status != 200 || userID == "" {
+		t.Fatalf("login: %d %s", r.status, r.body)
+	}
+	release, err := searches.TakeFor(context.Background(), userID) // one of the user's searches runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan response)
+	go func() { answered <- b.call("GET", "/api/contacts?search=ada", b.user, nil) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for searches.Waiting() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the user's second search never waited")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if r := b.call("GET", "/api/contacts?search=ada", b.admin, nil); r.status != 200 {
+		t.Errorf("another user's search while the user's wait: %d %s", r.status, r.body)
+	}
+	select {
+	case r := <-answered:
+		t.Fatalf("the user's second search ran beside their first: %d", r.status)
+	default:
+	}
+	release()
+	if r := <-answered; r.status != 200 {
+		t.Fatalf("the user's second search once their first ended: %d %s", r.status, r.body)
+	}
+}
+
 func TestUpdateWithOptimisticConcurrency(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

@@ -71,3 +71,80 @@ func TestTurns(t *testing.T) {
 		t.Errorf("a turn of New(0): %v", err)
 	}
 }
+
+// A caller's requests take the shared turns one at a time: while one of
+// A's runs, A's next waits even with a turn free, and B's does not. Once
+// every turn is taken, the turns go round the callers: B, who asked after
+// A's second and third request, runs before them.
+func TestTurnsGoRoundTheCallers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	turns := New(2, 10*time.Second, errBusy)
+	a1, err := turns.TakeFor(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan string, 4)
+	ask := func(key, name string) {
+		release, err := turns.TakeFor(ctx, key)
+		if err != nil {
+			order <- name + ": " + err.Error()
+			return
+		}
+		order <- name
+		release()
+	}
+	waitFor := func(waiting int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for turns.Waiting() != waiting {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d waiting, want %d", turns.Waiting(), waiting)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	go ask("a", "a2")
+	waitFor(1)
+	if turns.Running() != 1 {
+		t.Fatalf("%d turns taken while a's second request waits, want 1 (a runs one at a time)", turns.Running())
+	}
+	// B is not held up by A's queue.
+	b1, err := turns.TakeFor(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ask("a", "a3")
+	waitFor(2)
+	go ask("b", "b2")
+	waitFor(3)
+	// Every turn is taken (a1, b1). Give back b1: b2 gets it, while a2 and
+	// a3 wait for a1.
+	b1()
+	if got := <-order; got != "b2" {
+		t.Fatalf("first served: %s, want b2", got)
+	}
+	a1()
+	for _, want := range []string{"a2", "a3"} {
+		if got := <-order; got != want {
+			t.Fatalf("served %s, want %s", got, want)
+		}
+	}
+	if turns.Running() != 0 || turns.Waiting() != 0 || turns.Callers() != 0 {
+		t.Errorf("after every request ended: %d running, %d waiting, %d callers", turns.Running(), turns.Waiting(), turns.Callers())
+	}
+
+	// A caller who waited too long for their own queue gives it up.
+	patient := New(2, 30*time.Millisecond, errBusy)
+	r, err := patient.TakeFor(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := patient.TakeFor(ctx, "a"); !errors.Is(err, errBusy) {
+		t.Errorf("a's second request while its first runs: %v, want the busy error", err)
+	}
+	r()
+	if patient.Callers() != 0 {
+		t.Errorf("%d callers left after every request ended", patient.Callers())
+	}
+}
