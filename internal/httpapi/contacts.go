@@ -94,17 +94,22 @@ const deepOffset = 10000
 // them in a loop held the receiver's p50 at 29 ms instead of 1 ms. At most
 // n run at once (0: half the cores, at least one), and each user's one at a
 // time, so that one user's flood of them makes that user wait, not
-// everyone; a list waits at most wait for its turn, then gets 503
-// SERVICE_UNAVAILABLE with Retry-After.
+// everyone. A list waits at most wait for its turn, then gets 503
+// SERVICE_UNAVAILABLE, or 429 TOO_MANY_REQUESTS when it waited behind the
+// same user's (both with Retry-After).
 func SearchTurns(n int, wait time.Duration) *turns.Turns {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0) / 2
 	}
-	return turns.New(n, wait, errSearchesBusy)
+	return turns.New(n, wait, errSearchesBusy).CallerBusy(errOwnSearchesBusy)
 }
 
-var errSearchesBusy = &acmecrm.Error{Kind: acmecrm.KindUnavailable, Code: "SERVICE_UNAVAILABLE",
-	Message: "too many searches at once; retry in a moment"}
+var (
+	errSearchesBusy = &acmecrm.Error{Kind: acmecrm.KindUnavailable, Code: "SERVICE_UNAVAILABLE",
+		Message: "too many searches at once; retry in a moment"}
+	errOwnSearchesBusy = &acmecrm.Error{Kind: acmecrm.KindRateLimited, Code: "TOO_MANY_REQUESTS",
+		Message: "too many of your searches at once: they run one at a time; retry when the others have ended"}
+)
 
 func (c *contactsAPI) list() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

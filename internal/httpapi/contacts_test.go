@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/acmecrm/acmecrm/internal/auth"
 )
 
 func TestCreateAndGetContact(t *testing.T) {
@@ -215,9 +217,13 @@ func TestCostlyListsTakeTurns(t *testing.T) {
 	}
 	costly := []string{"search=turn", "search=t&sort=email", "page=1001&limit=10", "page=101&limit=100"}
 	refused := make(chan string, len(costly))
-	for _, q := range costly {
+	for i, q := range costly {
+		// Each by another user: one user's would wait behind each other.
+		name := fmt.Sprintf("searcher%d@acmecrm.com", i)
+		b.addUser(name, userPassword, auth.RoleUser)
+		token := b.login(name, userPassword)
 		go func() {
-			r := b.call("GET", "/api/contacts?"+q, b.user, nil)
+			r := b.call("GET", "/api/contacts?"+q, token, nil)
 			if r.status != 503 || r.errCode() != "SERVICE_UNAVAILABLE" || r.header.Get("Retry-After") == "" {
 				refused <- fmt.Sprintf("%s while the only turn is taken: %d %s (Retry-After %q)", q, r.status, r.body, r.header.Get("Retry-After"))
 				return
@@ -251,6 +257,18 @@ func TestCostlyListsTakeTurns(t *testing.T) {
 	}
 	if searches.Running() != 0 || searches.Waiting() != 0 {
 		t.Errorf("%d turns taken and %d waiting after every list ended", searches.Running(), searches.Waiting())
+	}
+
+	// A search that waited its whole wait behind the same user's is told
+	// that it is the user's own: 429.
+	r := b.call("POST", "/api/auth/login", "", map[string]string{"username": "user@acmecrm.com", "password": userPassword})
+	userID, _ := r.json["user"].(map[string]any)["id"].(string)
+	if release, err = searches.TakeFor(context.Background(), userID); err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if r := b.call("GET", "/api/contacts?search=turn", b.user, nil); r.status != 429 || r.errCode() != "TOO_MANY_REQUESTS" || r.header.Get("Retry-After") == "" {
+		t.Errorf("a search behind the same user's: %d %s (Retry-After %q)", r.status, r.body, r.header.Get("Retry-After"))
 	}
 }
 

@@ -105,8 +105,8 @@ func writeEnvelopeStatus(w http.ResponseWriter, r *http.Request, now func() time
 		details = struct{}{}
 	}
 	setErrCode(r.Context(), code)
-	if status == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", "5") // a 503 is temporary: tell senders when to come back
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "5") // a 503 or 429 is temporary: tell senders when to come back
 	}
 	encode(w, status, errorBody{Error: errorDetail{
 		Message:   message,

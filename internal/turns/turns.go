@@ -14,10 +14,11 @@ import (
 
 // Turns hands out at most n turns at once.
 type Turns struct {
-	slots   chan struct{}
-	wait    time.Duration
-	busy    error
-	waiting atomic.Int64
+	slots      chan struct{}
+	wait       time.Duration
+	busy       error
+	callerBusy error
+	waiting    atomic.Int64
 
 	mu      sync.Mutex
 	callers map[string]*caller
@@ -33,7 +34,14 @@ type caller struct {
 // New gives out at most n turns at once (at least one); a caller waits at
 // most wait for one, then gets busy.
 func New(n int, wait time.Duration, busy error) *Turns {
-	return &Turns{slots: make(chan struct{}, max(n, 1)), wait: wait, busy: busy, callers: map[string]*caller{}}
+	return &Turns{slots: make(chan struct{}, max(n, 1)), wait: wait, busy: busy, callerBusy: busy, callers: map[string]*caller{}}
+}
+
+// CallerBusy sets the error of a TakeFor whose wait ran out behind the
+// caller's own requests (by default the busy error), and returns t.
+func (t *Turns) CallerBusy(err error) *Turns {
+	t.callerBusy = err
+	return t
 }
 
 // Take waits for a turn and returns the function that gives it back. It
@@ -57,12 +65,12 @@ func (t *Turns) TakeFor(ctx context.Context, key string) (release func(), err er
 	var c *caller
 	if key != "" {
 		c = t.join(key)
-		if err := t.await(ctx, c.turn, timer.C); err != nil {
+		if err := t.await(ctx, c.turn, timer.C, t.callerBusy); err != nil {
 			t.leave(key, c)
 			return nil, err
 		}
 	}
-	if err := t.await(ctx, t.slots, timer.C); err != nil {
+	if err := t.await(ctx, t.slots, timer.C, t.busy); err != nil {
 		if c != nil {
 			<-c.turn
 			t.leave(key, c)
@@ -78,9 +86,9 @@ func (t *Turns) TakeFor(ctx context.Context, key string) (release func(), err er
 	}, nil
 }
 
-// await takes one of slots, waiting until timeout or the end of ctx. (A
-// channel's blocked senders are served in order.)
-func (t *Turns) await(ctx context.Context, slots chan struct{}, timeout <-chan time.Time) error {
+// await takes one of slots, waiting until timeout (then failing with busy)
+// or the end of ctx. (A channel's blocked senders are served in order.)
+func (t *Turns) await(ctx context.Context, slots chan struct{}, timeout <-chan time.Time, busy error) error {
 	select {
 	case slots <- struct{}{}:
 		return nil
@@ -90,7 +98,7 @@ func (t *Turns) await(ctx context.Context, slots chan struct{}, timeout <-chan t
 	case slots <- struct{}{}:
 		return nil
 	case <-timeout:
-		return t.busy
+		return busy
 	case <-ctx.Done():
 		return ctx.Err()
 	}

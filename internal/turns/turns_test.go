@@ -134,14 +134,16 @@ func TestTurnsGoRoundTheCallers(t *testing.T) {
 		t.Errorf("after every request ended: %d running, %d waiting, %d callers", turns.Running(), turns.Waiting(), turns.Callers())
 	}
 
-	// A caller who waited too long for their own queue gives it up.
-	patient := New(2, 30*time.Millisecond, errBusy)
+	// A caller who waited too long behind their own requests gives up
+	// with the caller's busy error.
+	errCallerBusy := errors.New("your requests are busy")
+	patient := New(2, 30*time.Millisecond, errBusy).CallerBusy(errCallerBusy)
 	r, err := patient.TakeFor(ctx, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := patient.TakeFor(ctx, "a"); !errors.Is(err, errBusy) {
-		t.Errorf("a's second request while its first runs: %v, want the busy error", err)
+	if _, err := patient.TakeFor(ctx, "a"); !errors.Is(err, errCallerBusy) {
+		t.Errorf("a's second request while its first runs: %v, want the caller's busy error", err)
 	}
 	r()
 	if patient.Callers() != 0 {
