@@ -256,7 +256,7 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger,
 		if cfg.Retention > 0 {
 			start("retention", retention.New(store, logger, retention.Options{Retention: cfg.Retention, Metrics: metrics}).Run)
 		}
-		start("event counts", compactEventCounts(store, logger, eventCountsEvery))
+		start("kept counts", compactCounts(store, logger, countsEvery))
 	}
 	if slices.Contains(roles, "consumer") {
 		c, err := consumer.New(cfg.Kafka, store, logger, consumer.Options{
@@ -352,14 +352,16 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger,
 	return nil
 }
 
-// eventCountsEvery is how often the relay role folds the deltas of the
-// event counts (migration 00010). The triggers write a few rows per
-// statement that changes webhook states, ~1,000 a second at full speed.
-const eventCountsEvery = 10 * time.Second
+// countsEvery is how often the relay role folds the deltas of the kept
+// counts: the event counts (migration 00010) and the contact totals
+// (00012). The triggers write a few rows per statement that changes
+// webhook states or moves contacts between groups, ~1,000 a second at
+// full speed.
+const countsEvery = 10 * time.Second
 
-// compactEventCounts folds the event counts' deltas every interval, so
-// that reading the counts stays cheap. Instances may fold side by side.
-func compactEventCounts(store *postgres.Store, logger *slog.Logger, every time.Duration) func(context.Context) error {
+// compactCounts folds the kept counts' deltas every interval, so that
+// reading them stays cheap. Instances may fold side by side.
+func compactCounts(store *postgres.Store, logger *slog.Logger, every time.Duration) func(context.Context) error {
 	return func(ctx context.Context) error {
 		t := time.NewTicker(every)
 		defer t.Stop()
@@ -369,8 +371,8 @@ func compactEventCounts(store *postgres.Store, logger *slog.Logger, every time.D
 				return nil
 			case <-t.C:
 			}
-			if _, err := store.CompactEventCounts(ctx); err != nil && ctx.Err() == nil {
-				logger.Warn("event counts: folding failed; trying again later", "err", err, "retry_in", every.String())
+			if _, err := store.CompactCounts(ctx); err != nil && ctx.Err() == nil {
+				logger.Warn("kept counts: folding failed; trying again later", "err", err, "retry_in", every.String())
 			}
 		}
 	}

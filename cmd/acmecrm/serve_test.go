@@ -461,47 +461,56 @@ func TestRelayRolePrunesFinishedRecords(t *testing.T) {
 	}
 }
 
-// The relay role folds the event counts' deltas as it runs, so that they
-// do not pile up between reads of the event tracking.
-func TestTheEventCountsAreFolded(t *testing.T) {
+// The relay role folds the kept counts' deltas as it runs, so that they
+// do not pile up between reads of the event tracking or the contact lists.
+func TestTheKeptCountsAreFolded(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pool := infratest.Pool(t)
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
-	// 50 statements, each a delta of its own.
+	// 50 statements of each kind, each a delta of its own.
 	for i := range 50 {
 		ev := acmecrm.Event{EventID: fmt.Sprintf("evt_fold_%d", i), EventType: acmecrm.EventContactDeleted, OccurredAt: time.Now(),
 			ReceivedAt: time.Now(), Source: acmecrm.SourceAcme, ContactID: "crm-1", Data: acmecrm.AcmeContact{ContactID: "crm-1"}}
 		if _, err := store.RecordEvents(ctx, "contact-events", []postgres.IncomingEvent{{Event: ev, Headers: map[string]string{}, RawBody: []byte("{}")}}); err != nil {
 			t.Fatal(err)
 		}
+		f := acmecrm.ContactFields{FirstName: "Ada"}
+		f.Normalize()
+		if _, err := store.CreateContact(ctx, "api", fmt.Sprintf("fold-%d", i), f); err != nil {
+			t.Fatal(err)
+		}
 	}
-	rows := func() (n, total int64) {
+	rows := func(table string) (n, total int64) {
 		t.Helper()
-		if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(n), 0) FROM webhook_event_counts`).Scan(&n, &total); err != nil {
+		if err := pool.QueryRow(ctx, `SELECT count(*), coalesce(sum(n), 0) FROM `+table).Scan(&n, &total); err != nil {
 			t.Fatal(err)
 		}
 		return n, total
 	}
-	if n, _ := rows(); n < 50 {
-		t.Fatalf("%d delta rows before folding, want 50", n)
+	for _, table := range []string{"webhook_event_counts", "contact_counts"} {
+		if n, _ := rows(table); n < 50 {
+			t.Fatalf("%d delta rows in %s before folding, want 50", n, table)
+		}
 	}
 	done := make(chan error, 1)
-	go func() { done <- compactEventCounts(store, slog.New(slog.DiscardHandler), 10*time.Millisecond)(ctx) }()
+	go func() { done <- compactCounts(store, slog.New(slog.DiscardHandler), 10*time.Millisecond)(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, total := rows()
-		if total != 50 {
-			t.Fatalf("folding changed the count: %d", total)
+	for _, table := range []string{"webhook_event_counts", "contact_counts"} {
+		for {
+			n, total := rows(table)
+			if total != 50 {
+				t.Fatalf("folding changed the count in %s: %d", table, total)
+			}
+			if n == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("still %d delta rows in %s", n, table)
+			}
+			time.Sleep(10 * time.Millisecond)
 		}
-		if n == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %d delta rows", n)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// countCache remembers the totals of contact list queries for a moment.
-// COUNT(*) is linear in the table; a list page is not. Every contact write
+// countCache remembers the totals of contact list queries for a moment:
+// a search's COUNT(*) is linear in the table, and even a kept total (the
+// lists without a search, migration 00012) costs a round trip. Every contact write
 // made through this Store bumps the generation, which invalidates all
 // entries at once, so a process always sees its own writes; writes by other
 // instances show within countTTL.

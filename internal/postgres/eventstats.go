@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // EventStats is the event tracking of SPEC §9, read from the durable
@@ -154,22 +156,33 @@ func latest(a, b *time.Time) *time.Time {
 	return a
 }
 
-// CompactEventCounts folds the deltas of webhook_event_counts into one
-// row per event type and status. It is exact whatever runs beside it: the
-// rows it folds are those its statement deletes, and deltas committed
-// meanwhile stay for the next time. It returns how many rows it folded.
-func (s *Store) CompactEventCounts(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.pool.QueryRow(ctx, `
+// CompactCounts folds the deltas of the kept counts into one row per
+// group: the event counts (webhook_event_counts, migration 00010) and the
+// contact totals (contact_counts, migration 00012; a group whose total is
+// zero goes). It is exact whatever runs beside it: the rows it folds are
+// those its statements delete, and deltas committed meanwhile stay for the
+// next time. It returns how many rows it folded.
+func (s *Store) CompactCounts(ctx context.Context) (int64, error) {
+	batch := &pgx.Batch{}
+	var events, contacts int64
+	batch.Queue(`
 WITH gone AS (
 	DELETE FROM webhook_event_counts RETURNING *
 ), folded AS (
 	INSERT INTO webhook_event_counts (event_type, status, n, last_received_at, last_processed_at)
 	SELECT event_type, status, sum(n), max(last_received_at), max(last_processed_at) FROM gone GROUP BY 1, 2
 )
-SELECT count(*) FROM gone`).Scan(&n)
-	if err != nil {
-		return 0, translate("compact event counts", err)
+SELECT count(*) FROM gone`).QueryRow(func(r pgx.Row) error { return r.Scan(&events) })
+	batch.Queue(`
+WITH gone AS (
+	DELETE FROM contact_counts RETURNING *
+), folded AS (
+	INSERT INTO contact_counts (source, status, deleted, n)
+	SELECT source, status, deleted, sum(n) FROM gone GROUP BY 1, 2, 3 HAVING sum(n) <> 0
+)
+SELECT count(*) FROM gone`).QueryRow(func(r pgx.Row) error { return r.Scan(&contacts) })
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return 0, translate("compact counts", err)
 	}
-	return n, nil
+	return events + contacts, nil
 }

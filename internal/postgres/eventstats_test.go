@@ -94,7 +94,7 @@ func TestEventCountsFollowEveryStateChange(t *testing.T) {
 					return
 				default:
 				}
-				if _, err := store.CompactEventCounts(ctx); err != nil {
+				if _, err := store.CompactCounts(ctx); err != nil {
 					foldMu.Lock()
 					foldErr = err
 					foldMu.Unlock()
