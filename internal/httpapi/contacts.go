@@ -90,10 +90,11 @@ const deepOffset = 10000
 // SearchTurns bounds the contact lists whose cost grows with the table:
 // searches, and pages from deepOffset on. A search of one or two
 // characters, which the trigram index cannot serve, reads every contact
-// (0.12–0.25 s of both cores at 1,000,000), so without a bound eight of
-// them in a loop held the receiver's p50 at 29 ms instead of 1 ms. At most
-// n run at once (0: half the cores, at least one), and each user's one at a
-// time, so that one user's flood of them makes that user wait, not
+// (0.2–0.27 s of one core at 1,200,000), so without a bound eight of them
+// in a loop held the receiver's p50 at 29 ms instead of 1 ms. At most n run
+// at once (0: half the cores, at least one), each on one core of the
+// database (the list runs Serial: without parallel workers), and each
+// user's one at a time, so that one user's flood of them makes that user wait, not
 // everyone. A list waits at most wait for its turn, then gets 503
 // SERVICE_UNAVAILABLE, or 429 TOO_MANY_REQUESTS when it waited behind the
 // same user's (both with Retry-After).
@@ -177,6 +178,7 @@ func (c *contactsAPI) list() http.Handler {
 				return
 			}
 			defer release()
+			cq.Serial = true // a turn is one core of the database
 		}
 		contacts, total, err := c.store.ListContacts(r.Context(), cq)
 		if err != nil {

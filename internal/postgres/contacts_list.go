@@ -31,6 +31,10 @@ type ContactQuery struct {
 	Source         string
 	Status         string
 	IncludeDeleted bool
+	// Serial runs the list without PostgreSQL's parallel workers, on one
+	// core of the database: the lists that take a search turn, so that
+	// SEARCH_CONCURRENCY bounds the cores they take (DECISIONS #108).
+	Serial bool
 }
 
 // escapeLike makes s match literally inside a LIKE pattern.
@@ -100,10 +104,25 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 			countSQL += ` WHERE ` + strings.Join(kept, " AND ")
 		}
 	}
+	var db interface {
+		QueryRow(context.Context, string, ...any) pgx.Row
+		Query(context.Context, string, ...any) (pgx.Rows, error)
+	} = s.pool
+	if q.Serial {
+		// SET LOCAL lasts until the transaction ends, which the pooled
+		// connection is returned with; begun in the same round trip.
+		tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{BeginQuery: "BEGIN READ ONLY; SET LOCAL max_parallel_workers_per_gather = 0"})
+		if err != nil {
+			return nil, 0, translate("list contacts", err)
+		}
+		// Read only: ending it by a rollback is the same as a commit.
+		defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+		db = tx
+	}
 	key := countKey(cond, args)
 	total, cached, gen := s.counts.get(key)
 	if !cached {
-		if err := s.pool.QueryRow(ctx, countSQL, countArgs...).Scan(&total); err != nil {
+		if err := db.QueryRow(ctx, countSQL, countArgs...).Scan(&total); err != nil {
 			return nil, 0, translate("count contacts", err)
 		}
 		s.counts.put(key, gen, total)
@@ -129,7 +148,7 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 	page := `SELECT ` + contactCols + ` FROM ` + from +
 		` ORDER BY ` + col + ` ` + dir + `, id ` + dir +
 		` LIMIT ` + arg(q.Limit) + ` OFFSET ` + arg(offset)
-	rows, err := s.pool.Query(ctx, page, append([]any{pgx.QueryExecModeExec}, args...)...)
+	rows, err := db.Query(ctx, page, append([]any{pgx.QueryExecModeExec}, args...)...)
 	if err != nil {
 		return nil, 0, translate("list contacts", err)
 	}
