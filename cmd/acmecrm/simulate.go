@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -44,7 +45,7 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 		port = "3000"
 	}
 	fs := newFlagSet("simulate", simulateUsage, stderr)
-	target := fs.String("url", "http://localhost:"+port+"/api/webhooks", "receiver URL")
+	target := fs.String("url", "http://localhost:"+port+"/api/webhooks", "receiver URL (one without a path gets /api/webhooks)")
 	secret := fs.String("secret", "", "signing secret (default: ACME_WEBHOOK_SECRET, or the development secret)")
 	rate := fs.Float64("rate", 100, "events per second; 0 = as fast as the concurrency allows")
 	conc := fs.Int("concurrency", 10, "requests in flight at most")
@@ -63,6 +64,11 @@ func cmdSimulate(ctx context.Context, args []string, getenv func(string) string,
 	}
 	if fs.NArg() > 0 {
 		return usageError{fmt.Sprintf("simulate: unexpected argument %q", fs.Arg(0))}
+	}
+	// The service's address alone means its receiver.
+	if u, err := url.Parse(*target); err == nil && (u.Path == "" || u.Path == "/") && u.RawQuery == "" {
+		u.Path = "/api/webhooks"
+		*target = u.String()
 	}
 	if *secret == "" {
 		*secret = getenv("ACME_WEBHOOK_SECRET")

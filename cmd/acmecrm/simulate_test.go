@@ -79,6 +79,12 @@ func TestSimulateLoadConvergesThroughThePipeline(t *testing.T) {
 		len(sum.Rejected) != 0 || sum.Errors != 0 || sum.LatencyMs.P50 <= 0 || sum.LatencyMs.Max < sum.LatencyMs.P99 {
 		t.Fatalf("summary: %+v", sum)
 	}
+	// The service's address alone means its receiver.
+	code, out, errOut = runCLI(t, env(vars), "simulate", "--url", s.base, "--secret", "test-webhook-secret",
+		"--events", "5", "--rate", "0", "--json", "--quiet")
+	if err := json.Unmarshal([]byte(out), &sum); code != 0 || err != nil || sum.Accepted != 5 || sum.URL != s.base+"/api/webhooks" {
+		t.Fatalf("simulate --url %s: exit %d, %v, %+v\n%s", s.base, code, err, sum, errOut)
+	}
 	// A wrong secret: every webhook refused, exit 1, counted by status.
 	code, out, _ = runCLI(t, env(vars), "simulate", "--url", s.base+"/api/webhooks", "--secret", "wrong",
 		"--events", "5", "--rate", "0", "--quiet")
