@@ -102,7 +102,7 @@ var envVars = []envVar{
 	{"JWT_EXPIRATION", "1h", "Token lifetime: seconds (3600) or a Go duration (1h), 1m to 8760h."},
 	{"MAX_BODY_BYTES", "1048576", "Largest request body accepted by the REST API (413 above)."},
 	{"REQUEST_TIMEOUT", "30s", "Deadline of each HTTP request (504 after it), 100ms to 1h."},
-	{"SEARCH_CONCURRENCY", "0", "Contact searches (and list pages from row 10,000 on) running at once per instance, each on one database core (no parallel workers), each user's one at a time; each waits up to 2 s for a turn, then gets 503. 0: half this process's cores, at least one. Raise it when PostgreSQL has more cores than this process."},
+	{"SEARCH_CONCURRENCY", "0", "Contact searches (and the other lists that read the whole table: pages from row 10,000 on, deleted contacts sorted by a name, email or company) running at once per instance, each on one database core (no parallel workers), each user's one at a time; each waits up to 2 s for a turn, then gets 503. 0: half this process's cores, at least one. Raise it when PostgreSQL has more cores than this process."},
 	{"SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown waits for in-flight work, 1s to 1h."},
 	{"METRICS_ENABLED", "true", "Serve Prometheus metrics at GET /metrics (on every process, whatever its roles)."},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "", "OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); spans go to <it>/v1/traces. Tracing is off when this and OTEL_EXPORTER_OTLP_TRACES_ENDPOINT are empty."},

@@ -83,12 +83,9 @@ const (
 	maxPage      = 100000
 )
 
-// deepOffset is where a page of the contact list starts to cost like a
-// search: PostgreSQL reads every row before it.
-const deepOffset = 10000
-
-// SearchTurns bounds the contact lists whose cost grows with the table:
-// searches, and pages from deepOffset on. A search of one or two
+// SearchTurns bounds the contact lists whose cost grows with the table
+// (postgres.ContactQuery.Costly): searches, pages from row 10,000 on, and
+// lists of deleted contacts sorted by a text column. A search of one or two
 // characters, which the trigram index cannot serve, reads every contact
 // (0.2–0.27 s of one core at 1,200,000), so without a bound eight of them
 // in a loop held the receiver's p50 at 29 ms instead of 1 ms. At most n run
@@ -171,7 +168,7 @@ func (c *contactsAPI) list() http.Handler {
 			c.fail(w, r, err)
 			return
 		}
-		if cq.Search != "" || (cq.Page-1)*cq.Limit >= deepOffset {
+		if cq.Costly() {
 			release, err := c.searches.TakeFor(r.Context(), identity(r.Context()).UserID)
 			if err != nil {
 				c.fail(w, r, err)

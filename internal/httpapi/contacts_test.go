@@ -217,7 +217,8 @@ func TestCostlyListsTakeTurns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	costly := []string{"search=turn", "search=t&sort=email", "page=1001&limit=10", "page=101&limit=100"}
+	costly := []string{"search=turn", "search=t&sort=email", "page=1001&limit=10", "page=101&limit=100",
+		"includeDeleted=true&sort=email", "status=deleted&sort=lastName&order=asc"}
 	refused := make(chan string, len(costly))
 	for i, q := range costly {
 		// Each by another user: one user's would wait behind each other.
@@ -233,7 +234,8 @@ func TestCostlyListsTakeTurns(t *testing.T) {
 			refused <- ""
 		}()
 	}
-	for _, q := range []string{"", "page=1000&limit=10", "status=active&sort=firstName"} {
+	for _, q := range []string{"", "page=1000&limit=10", "status=active&sort=firstName", "sort=email&order=asc",
+		"includeDeleted=true", "status=deleted&sort=updatedAt"} {
 		if r := b.call("GET", "/api/contacts?"+q, b.user, nil); r.status != 200 {
 			t.Errorf("%q while the only turn is taken: %d %s", q, r.status, r.body)
 		}

@@ -37,6 +37,21 @@ type ContactQuery struct {
 	Serial bool
 }
 
+// DeepOffset is where a page of the contact list starts to cost like a
+// search: PostgreSQL reads every row before it.
+const DeepOffset = 10000
+
+// Costly reports whether the list's cost grows with the table, so that it
+// should take a search turn and run Serial: a search (one of one or two
+// characters reads every contact), a page from DeepOffset on, and a list
+// that includes deleted contacts sorted by a name, the email or the
+// company (their indexes hold live contacts only, migration 00013).
+func (q ContactQuery) Costly() bool {
+	textSort := q.Sort != "createdAt" && q.Sort != "updatedAt"
+	withDeleted := q.IncludeDeleted || q.Status == acmecrm.StatusDeleted
+	return q.Search != "" || (q.Page-1)*q.Limit >= DeepOffset || (withDeleted && textSort)
+}
+
 // escapeLike makes s match literally inside a LIKE pattern.
 func escapeLike(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)

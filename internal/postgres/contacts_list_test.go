@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/infratest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
 )
@@ -171,5 +172,74 @@ func TestFewMatchesAreNotFoundByWalkingTheSortIndex(t *testing.T) {
 	}
 	if r.sortIndex > 100 {
 		t.Errorf("a search that matches most contacts read %d entries of the sort index for a page of 10", r.sortIndex)
+	}
+}
+
+// Live contacts sorted by a name, the email or the company are found
+// without reading the tombstones. A tombstone keeps no personal data, so
+// its text columns are empty and come first in ascending order: walking
+// the whole column's index, a page of ten read every tombstone before the
+// first live contact (0.13–0.15 s at 166,000 tombstones). And a list that
+// includes deleted contacts sorted so is costly: it takes a search turn.
+func TestLiveContactsAreSortedWithoutReadingTombstones(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool := infratest.PoolOf(t, 1)
+	if _, err := pool.Exec(ctx, `SET max_parallel_workers_per_gather = 0`); err != nil {
+		t.Fatal(err)
+	}
+	const n, tombstones = 3000, 1000
+	if _, err := pool.Exec(ctx, `
+		INSERT INTO contacts (first_name, last_name, email, company, status, deleted_at, source, source_id)
+		SELECT CASE WHEN i <= $2 THEN '' ELSE 'First' || i END, CASE WHEN i <= $2 THEN '' ELSE 'Last' || i END,
+		       CASE WHEN i <= $2 THEN '' ELSE 'user' || i || '@example.com' END, CASE WHEN i <= $2 THEN '' ELSE 'Company' || i END,
+		       CASE WHEN i <= $2 THEN 'deleted' ELSE 'active' END, CASE WHEN i <= $2 THEN now() END, 'acmecrm', 'crm-' || i
+		FROM generate_series(1, $1::int) AS i`, n, tombstones); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `ANALYZE contacts`); err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewStore(pool, postgres.StoreOptions{})
+	read := func() int64 {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var r int64
+		if err := pool.QueryRow(ctx, `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+			FROM pg_stat_user_tables WHERE relname = 'contacts'`).Scan(&r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	for _, sort := range []string{"firstName", "lastName", "email", "company"} {
+		q := postgres.ContactQuery{Page: 1, Limit: 10, Sort: sort}
+		if q.Costly() {
+			t.Errorf("a list of live contacts by %s is costly", sort)
+		}
+		before := read()
+		page, total, err := store.ListContacts(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if total != n-tombstones || len(page) != 10 || page[0].FirstName != "First1001" || page[1].FirstName != "First1002" {
+			t.Fatalf("by %s: total %d, first %+v", sort, total, page[0])
+		}
+		if r := read() - before; r > 50 {
+			t.Errorf("a page of ten live contacts by %s read %d rows (%d tombstones)", sort, r, tombstones)
+		}
+		for _, q := range []postgres.ContactQuery{{Page: 1, Limit: 10, Sort: sort, IncludeDeleted: true}, {Page: 1, Limit: 10, Sort: sort, Status: acmecrm.StatusDeleted}} {
+			if !q.Costly() {
+				t.Errorf("%+v is not costly", q)
+			}
+			page, total, err := store.ListContacts(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{true: n, false: tombstones}[q.IncludeDeleted]; total != want || len(page) != 10 || page[0].DeletedAt == nil {
+				t.Errorf("%+v: total %d, first %+v", q, total, page[0])
+			}
+		}
 	}
 }
