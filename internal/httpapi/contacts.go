@@ -91,8 +91,8 @@ const (
 // in a loop held the receiver's p50 at 29 ms instead of 1 ms. At most n run
 // at once (0: half the cores, at least one), each on one core of the
 // database (the list runs Serial: without parallel workers), and each
-// user's one at a time, so that one user's flood of them makes that user wait, not
-// everyone. A list waits at most wait for its turn, then gets 503
+// user's one at a time, so that one user's flood of them makes that user
+// wait, not everyone. A list waits at most wait for its turn, then gets 503
 // SERVICE_UNAVAILABLE, or 429 TOO_MANY_REQUESTS when it waited behind the
 // same user's (both with Retry-After).
 func SearchTurns(n int, wait time.Duration) *turns.Turns {
