@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/infratest"
@@ -21,7 +19,7 @@ import (
 // the kept contact totals differ from the contacts stored.
 func contactCountsDisagree(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `
+	return disagreements(t, pool, `
 		WITH counted AS (
 			SELECT source, status, deleted, sum(n) AS n FROM contact_counts GROUP BY 1, 2, 3 HAVING sum(n) <> 0
 		), stored AS (
@@ -30,23 +28,6 @@ func contactCountsDisagree(t *testing.T, pool *pgxpool.Pool) []string {
 		SELECT source || '/' || status || '/' || CASE WHEN deleted THEN 'deleted' ELSE 'live' END, coalesce(c.n, 0), coalesce(s.n, 0)
 		FROM counted c FULL JOIN stored s USING (source, status, deleted)
 		WHERE c.n IS DISTINCT FROM s.n`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var g string
-		var c, s int64
-		if err := rows.Scan(&g, &c, &s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fmt.Sprintf("%s: counted %d, stored %d", g, c, s))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // acmeEvent is a CRM event for contact crm-<n>.
@@ -114,33 +95,7 @@ func TestContactTotalsFollowEveryChange(t *testing.T) {
 		}
 	}
 
-	stop := make(chan struct{})
-	var folders sync.WaitGroup
-	foldErr := make(chan error, 2)
-	for range 2 {
-		folders.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := store.CompactCounts(ctx); err != nil {
-					foldErr <- err
-					return
-				}
-			}
-		})
-	}
-	defer func() {
-		close(stop)
-		folders.Wait()
-		select {
-		case err := <-foldErr:
-			t.Errorf("folding: %v", err)
-		default:
-		}
-	}()
+	defer foldAllAlong(t, store)()
 
 	// Four API writers create 40 contacts each in two sources, replace
 	// some with another status and delete some.
@@ -308,18 +263,6 @@ func TestContactListsDoNotCountTheContacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
-	read := func() int64 {
-		t.Helper()
-		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		if err := pool.QueryRow(ctx, `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
-			FROM pg_stat_user_tables WHERE relname = 'contacts'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	for _, tc := range []struct {
 		q    postgres.ContactQuery
 		want int
@@ -331,7 +274,7 @@ func TestContactListsDoNotCountTheContacts(t *testing.T) {
 	} {
 		q := tc.q
 		q.Page, q.Limit, q.Sort, q.Desc = 1, 10, "createdAt", true
-		before := read()
+		before := rowsRead(t, pool, "contacts")
 		page, total, err := store.ListContacts(ctx, q)
 		if err != nil {
 			t.Fatal(err)
@@ -339,7 +282,7 @@ func TestContactListsDoNotCountTheContacts(t *testing.T) {
 		if total != tc.want || len(page) != 10 {
 			t.Fatalf("list %+v: total %d, %d on the page; want %d", tc.q, total, len(page), tc.want)
 		}
-		if n := read() - before; n > 100 {
+		if n := rowsRead(t, pool, "contacts") - before; n > 100 {
 			t.Errorf("list %+v read %d rows of the contacts for a page of ten (%d contacts)", tc.q, n, 3000)
 		}
 	}
@@ -349,20 +292,7 @@ func TestContactListsDoNotCountTheContacts(t *testing.T) {
 func TestContactTotalsStartFromTheStoredContacts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := postgres.Open(ctx, infratest.EmptyDatabaseURL(t), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.MigrationFiles())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 11); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedTo(t, 11)
 	if _, err := pool.Exec(ctx, `
 		INSERT INTO contacts (first_name, source, source_id, status, deleted_at)
 		SELECT 'Ada', (ARRAY['api', 'acmecrm', 'import'])[1 + i % 3], 'm-' || i, (ARRAY['active', 'inactive', 'lead', 'deleted'])[1 + i % 4],

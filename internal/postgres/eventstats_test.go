@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/pressly/goose/v3"
 
 	"github.com/acmecrm/acmecrm"
 	"github.com/acmecrm/acmecrm/internal/infratest"
@@ -24,7 +22,7 @@ import (
 // stored m".
 func countsDisagree(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `
+	return disagreements(t, pool, `
 		WITH counted AS (
 			SELECT event_type, status, sum(n) AS n FROM webhook_event_counts GROUP BY 1, 2 HAVING sum(n) <> 0
 		), stored AS (
@@ -33,23 +31,6 @@ func countsDisagree(t *testing.T, pool *pgxpool.Pool) []string {
 		SELECT event_type || '/' || status, coalesce(c.n, 0), coalesce(s.n, 0)
 		FROM counted c FULL JOIN stored s USING (event_type, status)
 		WHERE c.n IS DISTINCT FROM s.n`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var g string
-		var c, s int64
-		if err := rows.Scan(&g, &c, &s); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, fmt.Sprintf("%s: counted %d, stored %d", g, c, s))
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 func countsEvent(id, typ, contact string, at time.Time) postgres.IncomingEvent {
@@ -82,34 +63,7 @@ func TestEventCountsFollowEveryStateChange(t *testing.T) {
 	}
 
 	// Folding runs all along, from two "instances" at once.
-	stop := make(chan struct{})
-	var folders sync.WaitGroup
-	var foldErr error
-	var foldMu sync.Mutex
-	for range 2 {
-		folders.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if _, err := store.CompactCounts(ctx); err != nil {
-					foldMu.Lock()
-					foldErr = err
-					foldMu.Unlock()
-					return
-				}
-			}
-		})
-	}
-	defer func() {
-		close(stop)
-		folders.Wait()
-		if foldErr != nil {
-			t.Errorf("folding: %v", foldErr)
-		}
-	}()
+	defer foldAllAlong(t, store)()
 
 	// Four writers store 600 webhooks in batches of 1–30; some ids repeat
 	// (within and across batches), some types are unknown.
@@ -272,17 +226,7 @@ func TestEventStatsDoNotReadTheEventLog(t *testing.T) {
 	}
 	read := func() int64 {
 		t.Helper()
-		// Flush this session's pending table statistics, then read them
-		// in a new transaction.
-		if _, err := pool.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
-			t.Fatal(err)
-		}
-		var n int64
-		if err := pool.QueryRow(ctx, `SELECT sum(coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0))::bigint
-			FROM pg_stat_user_tables WHERE relname IN ('webhook_receipts', 'webhook_event_state')`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
+		return rowsRead(t, pool, "webhook_receipts", "webhook_event_state")
 	}
 	before := read()
 	st, err := store.EventStats(ctx)
@@ -335,20 +279,7 @@ func TestEventStatsDoNotReadTheEventLog(t *testing.T) {
 func TestEventCountsStartFromTheStoredWebhooks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool, err := postgres.Open(ctx, infratest.EmptyDatabaseURL(t), 4)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	db := stdlib.OpenDBFromPool(pool)
-	defer db.Close()
-	p, err := goose.NewProvider(goose.DialectPostgres, db, postgres.MigrationFiles())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.UpTo(ctx, 9); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedTo(t, 9)
 	if _, err := pool.Exec(ctx, `
 		WITH r AS (
 			INSERT INTO webhook_receipts (event_id, event_type, raw_body, received_at)
