@@ -104,9 +104,10 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 	// A search's count and the page run unnamed (QueryExecModeExec), so
 	// PostgreSQL plans them for this search's values every time. As cached
 	// prepared statements they were switched to a generic plan after five
-	// runs, and a generic plan cannot know whether the pattern is rare, common
-	// or too short for the trigram index: on 1,000,000 contacts it made a
-	// common pattern's page 642 ms instead of 0.05 ms (DECISIONS #102).
+	// runs, and a generic plan cannot know whether the pattern is rare,
+	// common or too short for the trigram index: on 1,000,000 contacts it
+	// made a common pattern's page 642 ms instead of 0.05 ms (DECISIONS
+	// #102).
 	//
 	// A search counts its matches; the totals of the other lists are kept
 	// by triggers (migration 00012), and reading one is a sum over a few

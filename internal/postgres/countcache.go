@@ -8,10 +8,10 @@ import (
 
 // countCache remembers the totals of contact list queries for a moment:
 // a search's COUNT(*) is linear in the table, and even a kept total (the
-// lists without a search, migration 00012) costs a round trip. Every contact write
-// made through this Store bumps the generation, which invalidates all
-// entries at once, so a process always sees its own writes; writes by other
-// instances show within countTTL.
+// lists without a search, migration 00012) costs a round trip. Every
+// contact write made through this Store bumps the generation, which
+// invalidates all entries at once, so a process always sees its own
+// writes; writes by other instances show within countTTL.
 type countCache struct {
 	mu      sync.Mutex
 	gen     uint64
