@@ -489,21 +489,29 @@ func TestTheKeptCountsAreFolded(t *testing.T) {
 		}
 		return n, total
 	}
-	for _, table := range []string{"webhook_event_counts", "contact_counts"} {
-		if n, _ := rows(table); n < 50 {
-			t.Fatalf("%d delta rows in %s before folding, want 50", n, table)
+	// Each kind of count, its total and its groups once folded: one event
+	// type and status, one contact group, two outbox topics (each webhook
+	// and each contact change queued a record).
+	kept := []struct {
+		table         string
+		total, groups int64
+	}{{"webhook_event_counts", 50, 1}, {"contact_counts", 50, 1}, {"outbox_counts", 100, 2}}
+	for _, k := range kept {
+		if n, _ := rows(k.table); n < 50 {
+			t.Fatalf("%d delta rows in %s before folding, want 50 or more", n, k.table)
 		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- compactCounts(store, slog.New(slog.DiscardHandler), 10*time.Millisecond)(ctx) }()
 	deadline := time.Now().Add(10 * time.Second)
-	for _, table := range []string{"webhook_event_counts", "contact_counts"} {
+	for _, k := range kept {
+		table := k.table
 		for {
 			n, total := rows(table)
-			if total != 50 {
-				t.Fatalf("folding changed the count in %s: %d", table, total)
+			if total != k.total {
+				t.Fatalf("folding changed the count in %s: %d, want %d", table, total, k.total)
 			}
-			if n == 1 {
+			if n == k.groups {
 				break
 			}
 			if time.Now().After(deadline) {

@@ -136,15 +136,16 @@ func (s *Store) EventStats(ctx context.Context) (EventStats, error) {
 		return st, translate("event stats", err)
 	}
 
-	var oldest *time.Time
-	if err := s.pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM outbox),
-			(SELECT min(created_at) FROM outbox),
-			(SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL)`).Scan(
-		&st.Backlog.OutboxRows, &oldest, &st.Backlog.DeadLetters); err != nil {
-		return st, translate("event stats", err)
+	backlog, err := s.OutboxBacklog(ctx)
+	if err != nil {
+		return st, err
 	}
-	if oldest != nil {
-		st.Backlog.OutboxOldestAgeSeconds = max(s.opts.Now().Sub(*oldest), 0).Seconds()
+	for _, b := range backlog {
+		st.Backlog.OutboxRows += int64(b.Rows)
+		st.Backlog.OutboxOldestAgeSeconds = max(st.Backlog.OutboxOldestAgeSeconds, b.OldestAge.Seconds())
+	}
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL`).Scan(&st.Backlog.DeadLetters); err != nil {
+		return st, translate("event stats", err)
 	}
 	return st, nil
 }
@@ -157,14 +158,15 @@ func latest(a, b *time.Time) *time.Time {
 }
 
 // CompactCounts folds the deltas of the kept counts into one row per
-// group: the event counts (webhook_event_counts, migration 00010) and the
-// contact totals (contact_counts, migration 00012; a group whose total is
-// zero goes). It is exact whatever runs beside it: the rows it folds are
+// group: the event counts (webhook_event_counts, migration 00010), the
+// contact totals (contact_counts, migration 00012) and the outbox backlog
+// (outbox_counts, migration 00014); a contact group or topic whose total
+// is zero goes. It is exact whatever runs beside it: the rows it folds are
 // those its statements delete, and deltas committed meanwhile stay for the
 // next time. It returns how many rows it folded.
 func (s *Store) CompactCounts(ctx context.Context) (int64, error) {
 	batch := &pgx.Batch{}
-	var events, contacts int64
+	var events, contacts, outbox int64
 	batch.Queue(`
 WITH gone AS (
 	DELETE FROM webhook_event_counts RETURNING *
@@ -181,8 +183,15 @@ WITH gone AS (
 	SELECT source, status, deleted, sum(n) FROM gone GROUP BY 1, 2, 3 HAVING sum(n) <> 0
 )
 SELECT count(*) FROM gone`).QueryRow(func(r pgx.Row) error { return r.Scan(&contacts) })
+	batch.Queue(`
+WITH gone AS (
+	DELETE FROM outbox_counts RETURNING *
+), folded AS (
+	INSERT INTO outbox_counts (topic, n) SELECT topic, sum(n) FROM gone GROUP BY 1 HAVING sum(n) <> 0
+)
+SELECT count(*) FROM gone`).QueryRow(func(r pgx.Row) error { return r.Scan(&outbox) })
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return 0, translate("compact counts", err)
 	}
-	return events + contacts, nil
+	return events + contacts + outbox, nil
 }
