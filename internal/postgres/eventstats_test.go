@@ -45,11 +45,11 @@ func countsEvent(id, typ, contact string, at time.Time) postgres.IncomingEvent {
 // The event counts follow every change of a webhook's state, whoever makes
 // it and however the changes interleave: webhooks stored by concurrent
 // batches (with duplicates and unknown types), published, refused for
-// good by Kafka, applied, failed, dead-lettered, replayed, pruned, and a
+// good by Kafka, applied, failed, dead-lettered, replayed, pruned, a
 // state row inserted the way an older build inserts it (without its event
-// type) — while the deltas are folded side by side. At every step the
-// counts equal the webhooks stored, group by group, and EventStats reports
-// them.
+// type), and the whole log emptied by TRUNCATE — while the deltas are
+// folded side by side. At every step the counts equal the webhooks stored,
+// group by group, and EventStats reports them.
 func TestEventCountsFollowEveryStateChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -201,6 +201,23 @@ func TestEventCountsFollowEveryStateChange(t *testing.T) {
 	if st.LastReceivedAt == nil || st.LastProcessedAt == nil {
 		t.Errorf("the latest times were forgotten with the pruned webhooks: %v, %v", st.LastReceivedAt, st.LastProcessedAt)
 	}
+
+	// An operator empties the event log; then webhooks arrive again.
+	if _, err := pool.Exec(ctx, `TRUNCATE webhook_receipts, webhook_event_state`); err != nil {
+		t.Fatal(err)
+	}
+	check("TRUNCATE")
+	if st, err = store.EventStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st.Totals != (postgres.EventCounts{}) || len(st.ByEventType) != 0 || st.LastReceivedAt == nil {
+		t.Errorf("stats after TRUNCATE: %+v, %v, last received %v", st.Totals, st.ByEventType, st.LastReceivedAt)
+	}
+	if _, err := store.RecordEvents(ctx, "contact-events", []postgres.IncomingEvent{
+		countsEvent("evt_c_after", acmecrm.EventContactCreated, "crm-1", at)}); err != nil {
+		t.Fatal(err)
+	}
+	check("storing after TRUNCATE")
 }
 
 // Reading the event tracking reads neither the receipts nor the state
