@@ -112,7 +112,7 @@ func TestFewMatchesAreNotFoundByWalkingTheSortIndex(t *testing.T) {
 		var r reads
 		if err := pool.QueryRow(ctx, `
 			SELECT (SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_user_tables WHERE relname = 'contacts'),
-			       (SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'contacts_created_at_idx')`).Scan(&r.table, &r.sortIndex); err != nil {
+			       (SELECT idx_tup_read FROM pg_stat_user_indexes WHERE indexrelname = 'contacts_created_at_live_idx')`).Scan(&r.table, &r.sortIndex); err != nil {
 			t.Fatal(err)
 		}
 		return r
@@ -175,12 +175,17 @@ func TestFewMatchesAreNotFoundByWalkingTheSortIndex(t *testing.T) {
 	}
 }
 
-// Live contacts sorted by a name, the email or the company are found
-// without reading the tombstones. A tombstone keeps no personal data, so
-// its text columns are empty and come first in ascending order: walking
-// the whole column's index, a page of ten read every tombstone before the
-// first live contact (0.13–0.15 s at 166,000 tombstones). And a list that
-// includes deleted contacts sorted so is costly: it takes a search turn.
+// Live contacts are sorted without reading the tombstones. A tombstone
+// keeps no personal data, so its text columns are empty and come first in
+// ascending order: walking the whole column's index, a page of ten read
+// every tombstone before the first live contact (0.13–0.15 s at 166,000
+// tombstones). And when the CRM deletes in bulk — here the 1,000 oldest
+// contacts, after the others were last changed — the tombstones hold the
+// oldest creation times and the newest update times: a page of live
+// contacts by update time, newest first, read all of them (0.13 s after
+// 100,000). A list that includes deleted contacts sorted by a text column
+// is costly (it takes a search turn); sorted by time it is not, and every
+// page is the one the whole table sorted gives.
 func TestLiveContactsAreSortedWithoutReadingTombstones(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -188,7 +193,7 @@ func TestLiveContactsAreSortedWithoutReadingTombstones(t *testing.T) {
 	if _, err := pool.Exec(ctx, `SET max_parallel_workers_per_gather = 0`); err != nil {
 		t.Fatal(err)
 	}
-	const n, tombstones = 3000, 1000
+	const n, tombstones = 6000, 1000
 	if _, err := pool.Exec(ctx, `
 		INSERT INTO contacts (first_name, last_name, email, company, status, deleted_at, source, source_id)
 		SELECT CASE WHEN i <= $2 THEN '' ELSE 'First' || i END, CASE WHEN i <= $2 THEN '' ELSE 'Last' || i END,
@@ -197,7 +202,13 @@ func TestLiveContactsAreSortedWithoutReadingTombstones(t *testing.T) {
 		FROM generate_series(1, $1::int) AS i`, n, tombstones); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pool.Exec(ctx, `ANALYZE contacts`); err != nil {
+	if _, err := pool.Exec(ctx, `
+		UPDATE contacts SET created_at = timestamptz '2026-01-01' + substr(source_id, 5)::int * interval '1 minute',
+			updated_at = CASE WHEN deleted_at IS NULL THEN timestamptz '2026-06-01' ELSE timestamptz '2026-09-01' END
+			             + substr(source_id, 5)::int * interval '1 minute'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `VACUUM ANALYZE contacts`); err != nil {
 		t.Fatal(err)
 	}
 	store := postgres.NewStore(pool, postgres.StoreOptions{})
@@ -227,6 +238,88 @@ func TestLiveContactsAreSortedWithoutReadingTombstones(t *testing.T) {
 			}
 			if want := map[bool]int{true: n, false: tombstones}[q.IncludeDeleted]; total != want || len(page) != 10 || page[0].DeletedAt == nil {
 				t.Errorf("%+v: total %d, first %+v", q, total, page[0])
+			}
+		}
+	}
+
+	// On 6,000 contacts PostgreSQL rightly prefers reading them all to
+	// walking an index a few hundred entries deep; on a large table it
+	// walks. Planned as there (and without compiling the reference
+	// queries, whose scans are then priced out):
+	if _, err := pool.Exec(ctx, `SET enable_seqscan = off; SET jit = off`); err != nil {
+		t.Fatal(err)
+	}
+	// By time, pages of seven at the start, further in, and across the
+	// end of the tombstones (the 1,000th row by creation time), in both
+	// directions: live contacts, live and deleted ones, deleted ones, and
+	// active ones including deleted (none is).
+	scopes := []struct {
+		q     postgres.ContactQuery
+		where string
+		both  bool // may read both halves
+	}{
+		{postgres.ContactQuery{}, "deleted_at IS NULL", false},
+		{postgres.ContactQuery{IncludeDeleted: true}, "true", true},
+		{postgres.ContactQuery{Status: acmecrm.StatusDeleted}, "status = 'deleted'", false},
+		{postgres.ContactQuery{Status: acmecrm.StatusActive, IncludeDeleted: true}, "status = 'active'", false},
+	}
+	for _, sc := range scopes {
+		for _, sort := range []string{"createdAt", "updatedAt"} {
+			for _, desc := range []bool{false, true} {
+				for _, pg := range []int{1, 2, 30, 143, 150} {
+					q := sc.q
+					q.Sort, q.Desc, q.Page, q.Limit = sort, desc, pg, 7
+					if q.Costly() {
+						t.Errorf("%+v is costly", q)
+					}
+					dir := map[bool]string{false: "ASC", true: "DESC"}[desc]
+					col := postgres.SortColumns[sort]
+					var want []string
+					rows, err := pool.Query(ctx, `SELECT id::text FROM contacts WHERE `+sc.where+` ORDER BY `+col+` `+dir+`, id `+dir+
+						` LIMIT 7 OFFSET $1`, (pg-1)*7)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for rows.Next() {
+						var id string
+						if err := rows.Scan(&id); err != nil {
+							t.Fatal(err)
+						}
+						want = append(want, id)
+					}
+					if err := rows.Err(); err != nil {
+						t.Fatal(err)
+					}
+					before := rowsRead(t, pool, "contacts")
+					page, total, err := store.ListContacts(ctx, q)
+					if err != nil {
+						t.Fatal(err)
+					}
+					read := rowsRead(t, pool, "contacts") - before
+					var got []string
+					for _, c := range page {
+						got = append(got, c.ID)
+					}
+					if strings.Join(got, " ") != strings.Join(want, " ") {
+						t.Errorf("%+v: page %v, want %v", q, got, want)
+					}
+					limit := int64(pg*7 + 20)
+					switch {
+					case total <= 4*pg*7:
+						// Few matches for the page's depth: they are
+						// found on their own and sorted (DECISIONS #104).
+						limit = n + 20
+					case sc.both:
+						limit = 2*int64(pg*7) + 20
+					case sc.q.Status == acmecrm.StatusDeleted:
+						// The deleted ones, and no live one: with 1,000
+						// PostgreSQL may take them all and sort them.
+						limit = tombstones + 20
+					}
+					if read > limit {
+						t.Errorf("%+v: read %d rows for a page of seven (%d tombstones)", q, read, tombstones)
+					}
+				}
 			}
 		}
 	}

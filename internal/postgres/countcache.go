@@ -22,8 +22,11 @@ type countCache struct {
 type countEntry struct {
 	gen   uint64
 	at    time.Time
-	total int
+	total listTotal
 }
+
+// listTotal is a list's matches, live and deleted.
+type listTotal struct{ live, deleted int }
 
 const (
 	countTTL        = time.Second
@@ -38,19 +41,19 @@ func countKey(cond string, args []any) string { return fmt.Sprintf("%s|%v", cond
 
 // get returns a fresh total for key, and the generation to store with a
 // newly computed one.
-func (c *countCache) get(key string) (total int, ok bool, gen uint64) {
+func (c *countCache) get(key string) (total listTotal, ok bool, gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, found := c.entries[key]
 	if found && e.gen == c.gen && c.now().Sub(e.at) < countTTL {
 		return e.total, true, c.gen
 	}
-	return 0, false, c.gen
+	return listTotal{}, false, c.gen
 }
 
 // put stores a total computed at generation gen (dropped if a write
 // happened meanwhile).
-func (c *countCache) put(key string, gen uint64, total int) {
+func (c *countCache) put(key string, gen uint64, total listTotal) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
