@@ -42,6 +42,40 @@ func countsEvent(id, typ, contact string, at time.Time) postgres.IncomingEvent {
 	return postgres.IncomingEvent{Event: ev, Scheme: "acme", SecretID: "current", Headers: map[string]string{}, RawBody: []byte("{}")}
 }
 
+// storeConcurrently has four writers store perWriter webhooks each, in
+// batches of 1–maxBatch, of every known type and an unknown one
+// ("contact.merged"), for 40 contacts. About a tenth of the ids repeat one
+// that may be stored already (within and across batches); the others are
+// "<prefix>_<writer>_<i>". at dates the i-th webhook of each writer.
+func storeConcurrently(store *postgres.Store, prefix string, perWriter, maxBatch int, seed uint64, at func(i int) time.Time) error {
+	types := []string{acmecrm.EventContactCreated, acmecrm.EventContactUpdated, acmecrm.EventContactDeleted, "contact.merged"}
+	var writers sync.WaitGroup
+	errs := make([]error, 4)
+	for w := range 4 {
+		writers.Go(func() {
+			r := rand.New(rand.NewPCG(uint64(w), seed))
+			for i := 0; i < perWriter; {
+				n := min(1+r.IntN(maxBatch), perWriter-i)
+				batch := make([]postgres.IncomingEvent, 0, n)
+				for range n {
+					id := fmt.Sprintf("%s_%d_%d", prefix, w, i)
+					if r.IntN(10) == 0 {
+						id = fmt.Sprintf("%s_%d_%d", prefix, r.IntN(4), r.IntN(perWriter)) // maybe stored already
+					}
+					batch = append(batch, countsEvent(id, types[r.IntN(len(types))], fmt.Sprintf("crm-%d", r.IntN(40)), at(i)))
+					i++
+				}
+				if _, err := store.RecordEvents(context.Background(), "contact-events", batch); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	writers.Wait()
+	return errors.Join(errs...)
+}
+
 // The event counts follow every change of a webhook's state, whoever makes
 // it and however the changes interleave: webhooks stored by concurrent
 // batches (with duplicates and unknown types), published, refused for
@@ -68,32 +102,7 @@ func TestEventCountsFollowEveryStateChange(t *testing.T) {
 	// Four writers store 600 webhooks in batches of 1–30; some ids repeat
 	// (within and across batches), some types are unknown.
 	at := time.Now().Add(-time.Hour).UTC().Truncate(time.Millisecond)
-	types := []string{acmecrm.EventContactCreated, acmecrm.EventContactUpdated, acmecrm.EventContactDeleted, "contact.merged"}
-	var writers sync.WaitGroup
-	errs := make([]error, 4)
-	for w := range 4 {
-		writers.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 7))
-			for i := 0; i < 150; {
-				n := min(1+r.IntN(30), 150-i)
-				batch := make([]postgres.IncomingEvent, 0, n)
-				for range n {
-					id := fmt.Sprintf("evt_c_%d_%d", w, i)
-					if r.IntN(10) == 0 {
-						id = fmt.Sprintf("evt_c_%d_%d", r.IntN(4), r.IntN(150)) // maybe stored already
-					}
-					batch = append(batch, countsEvent(id, types[r.IntN(len(types))], fmt.Sprintf("crm-%d", r.IntN(40)), at.Add(time.Duration(i)*time.Millisecond)))
-					i++
-				}
-				if _, err := store.RecordEvents(ctx, "contact-events", batch); err != nil {
-					errs[w] = err
-					return
-				}
-			}
-		})
-	}
-	writers.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := storeConcurrently(store, "evt_c", 150, 30, 7, func(i int) time.Time { return at.Add(time.Duration(i) * time.Millisecond) }); err != nil {
 		t.Fatal(err)
 	}
 	check("storing")

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,42 +104,20 @@ func TestOutboxBacklogFollowsEveryChange(t *testing.T) {
 
 	// Four writers store 400 webhooks in batches of 1–20; some ids repeat,
 	// some types are unknown. Beside them, the API changes 40 contacts.
-	types := []string{acmecrm.EventContactCreated, acmecrm.EventContactUpdated, acmecrm.EventContactDeleted, "contact.merged"}
-	var writers sync.WaitGroup
-	errs := make([]error, 5)
-	for w := range 4 {
-		writers.Go(func() {
-			r := rand.New(rand.NewPCG(uint64(w), 11))
-			for i := 0; i < 100; {
-				n := min(1+r.IntN(20), 100-i)
-				batch := make([]postgres.IncomingEvent, 0, n)
-				for range n {
-					id := fmt.Sprintf("evt_ob_%d_%d", w, i)
-					if r.IntN(10) == 0 {
-						id = fmt.Sprintf("evt_ob_%d_%d", r.IntN(4), r.IntN(100)) // maybe stored already
-					}
-					batch = append(batch, countsEvent(id, types[r.IntN(len(types))], fmt.Sprintf("crm-%d", r.IntN(40)), time.Now().UTC()))
-					i++
-				}
-				if _, err := store.RecordEvents(ctx, "contact-events", batch); err != nil {
-					errs[w] = err
-					return
-				}
-			}
-		})
-	}
-	writers.Go(func() {
+	changes := make(chan error, 1)
+	go func() {
 		for i := range 40 {
 			f := acmecrm.ContactFields{FirstName: "Ada", Email: fmt.Sprintf("ada%d@example.com", i)}
 			f.Normalize()
 			if _, err := store.CreateContact(ctx, "api", fmt.Sprintf("ob-%d", i), f); err != nil {
-				errs[4] = err
+				changes <- err
 				return
 			}
 		}
-	})
-	writers.Wait()
-	if err := errors.Join(errs...); err != nil {
+		changes <- nil
+	}()
+	err := storeConcurrently(store, "evt_ob", 100, 20, 11, func(int) time.Time { return time.Now().UTC() })
+	if err := errors.Join(err, <-changes); err != nil {
 		t.Fatal(err)
 	}
 	check("storing webhooks and changing contacts")
