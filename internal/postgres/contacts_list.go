@@ -176,12 +176,12 @@ func (s *Store) ListContacts(ctx context.Context, q ContactQuery) ([]acmecrm.Con
 		// its own (the trigram index, or a parallel scan), and the few
 		// matches are sorted: 0.19 s for that search.
 		from = `(SELECT * FROM contacts` + cond + ` OFFSET 0) c`
-	case q.Search == "" && (col == "created_at" || col == "updated_at") && (q.IncludeDeleted || q.Status == acmecrm.StatusDeleted):
+	case (col == "created_at" || col == "updated_at") && (q.IncludeDeleted || q.Status == acmecrm.StatusDeleted):
 		// The time sorts' indexes hold live and deleted contacts apart
 		// (migration 00016), so that a list of live contacts never walks
 		// tombstones, which the CRM deletes in bulk. A list that may show
-		// both walks the half its kept totals say has rows, or both
-		// halves, each to the end of the page, and merges them.
+		// both walks the half its totals say has matches, or both halves,
+		// each to the end of the page, and merges them.
 		live, deleted := `contacts`+and(cond, "deleted_at IS NULL"), `contacts`+and(cond, "deleted_at IS NOT NULL")
 		switch {
 		case split.deleted == 0:
