@@ -353,10 +353,11 @@ func serve(ctx context.Context, cfg config, roles []string, logger *slog.Logger,
 }
 
 // countsEvery is how often the relay role folds the deltas of the kept
-// counts: the event counts (migration 00010), the contact totals (00012)
-// and the outbox backlog (00014). The triggers write a few rows per
-// statement that changes webhook states, moves contacts between groups or
-// queues or publishes outbox rows, ~1,000–2,000 a second at full speed.
+// counts: the event counts (migration 00010), the contact totals (00012),
+// the outbox backlog (00014) and the dead letters (00017). The triggers
+// write a few rows per statement that changes webhook states, moves
+// contacts between groups, queues or publishes outbox rows or writes dead
+// letters, ~1,000–2,000 a second at full speed.
 const countsEvery = 10 * time.Second
 
 // compactCounts folds the kept counts' deltas every interval, so that

@@ -481,6 +481,10 @@ func TestTheKeptCountsAreFolded(t *testing.T) {
 		if _, err := store.CreateContact(ctx, "api", fmt.Sprintf("fold-%d", i), f); err != nil {
 			t.Fatal(err)
 		}
+		if err := store.RecordDeadLetter(ctx, postgres.DeadLetter{EventID: ev.EventID, EventType: ev.EventType, Topic: "contact-events",
+			Payload: []byte("{}"), Error: "apply: invalid event", Attempts: 4}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	rows := func(table string) (n, total int64) {
 		t.Helper()
@@ -490,12 +494,13 @@ func TestTheKeptCountsAreFolded(t *testing.T) {
 		return n, total
 	}
 	// Each kind of count, its total and its groups once folded: one event
-	// type and status, one contact group, two outbox topics (each webhook
-	// and each contact change queued a record).
+	// type in two statuses (received, now none; dead), one contact group,
+	// two outbox topics (each webhook and each contact change queued a
+	// record), one kind of dead letter.
 	kept := []struct {
 		table         string
 		total, groups int64
-	}{{"webhook_event_counts", 50, 1}, {"contact_counts", 50, 1}, {"outbox_counts", 100, 2}}
+	}{{"webhook_event_counts", 50, 2}, {"contact_counts", 50, 1}, {"outbox_counts", 100, 2}, {"dead_letter_counts", 50, 1}}
 	for _, k := range kept {
 		if n, _ := rows(k.table); n < 50 {
 			t.Fatalf("%d delta rows in %s before folding, want 50 or more", n, k.table)

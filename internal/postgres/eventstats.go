@@ -144,7 +144,7 @@ func (s *Store) EventStats(ctx context.Context) (EventStats, error) {
 		st.Backlog.OutboxRows += int64(b.Rows)
 		st.Backlog.OutboxOldestAgeSeconds = max(st.Backlog.OutboxOldestAgeSeconds, b.OldestAge.Seconds())
 	}
-	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM dead_letters WHERE replayed_at IS NULL`).Scan(&st.Backlog.DeadLetters); err != nil {
+	if err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(n), 0)::bigint FROM dead_letter_counts WHERE NOT replayed`).Scan(&st.Backlog.DeadLetters); err != nil {
 		return st, translate("event stats", err)
 	}
 	return st, nil
@@ -159,14 +159,15 @@ func latest(a, b *time.Time) *time.Time {
 
 // CompactCounts folds the deltas of the kept counts into one row per
 // group: the event counts (webhook_event_counts, migration 00010), the
-// contact totals (contact_counts, migration 00012) and the outbox backlog
-// (outbox_counts, migration 00014); a contact group or topic whose total
-// is zero goes. It is exact whatever runs beside it: the rows it folds are
+// contact totals (contact_counts, migration 00012), the outbox backlog
+// (outbox_counts, migration 00014) and the dead letters
+// (dead_letter_counts, migration 00017); a group whose total is zero goes,
+// except for the event counts, whose rows keep the latest times. It is exact whatever runs beside it: the rows it folds are
 // those its statements delete, and deltas committed meanwhile stay for the
 // next time. It returns how many rows it folded.
 func (s *Store) CompactCounts(ctx context.Context) (int64, error) {
 	batch := &pgx.Batch{}
-	var events, contacts, outbox int64
+	var events, contacts, outbox, deadLetters int64
 	batch.Queue(`
 WITH gone AS (
 	DELETE FROM webhook_event_counts RETURNING *
@@ -190,8 +191,15 @@ WITH gone AS (
 	INSERT INTO outbox_counts (topic, n) SELECT topic, sum(n) FROM gone GROUP BY 1 HAVING sum(n) <> 0
 )
 SELECT count(*) FROM gone`).QueryRow(func(r pgx.Row) error { return r.Scan(&outbox) })
+	batch.Queue(`
+WITH gone AS (
+	DELETE FROM dead_letter_counts RETURNING *
+), folded AS (
+	INSERT INTO dead_letter_counts (event_type, replayed, n) SELECT event_type, replayed, sum(n) FROM gone GROUP BY 1, 2 HAVING sum(n) <> 0
+)
+SELECT count(*) FROM gone`).QueryRow(func(r pgx.Row) error { return r.Scan(&deadLetters) })
 	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
 		return 0, translate("compact counts", err)
 	}
-	return events + contacts + outbox, nil
+	return events + contacts + outbox + deadLetters, nil
 }
