@@ -292,17 +292,11 @@ func TestContactListsDoNotCountTheContacts(t *testing.T) {
 func TestContactTotalsStartFromTheStoredContacts(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := migratedTo(t, 11)
-	if _, err := pool.Exec(ctx, `
+	pool := migratedOver(t, 11, `
 		INSERT INTO contacts (first_name, source, source_id, status, deleted_at)
 		SELECT 'Ada', (ARRAY['api', 'acmecrm', 'import'])[1 + i % 3], 'm-' || i, (ARRAY['active', 'inactive', 'lead', 'deleted'])[1 + i % 4],
 		       CASE WHEN i % 4 = 3 THEN now() END
-		FROM generate_series(1, 500) AS i`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+		FROM generate_series(1, 500) AS i`)
 	if d := contactCountsDisagree(t, pool); len(d) > 0 {
 		t.Fatalf("after the migration: %v", d)
 	}

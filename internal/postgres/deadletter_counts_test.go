@@ -153,19 +153,14 @@ func TestDeadLetterCountsFollowEveryChange(t *testing.T) {
 	}
 	check("retention")
 
-	for _, op := range []struct{ step, sql string }{
-		{"another event type", `UPDATE dead_letters SET event_type = 'contact.renamed' WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT 5)`},
-		{"an update that changes neither", `UPDATE dead_letters SET error = error || '!' WHERE id IN (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 5)`},
-		{"a replay by hand", `UPDATE dead_letters SET replayed_at = now(), replay_count = replay_count + 1 WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT 3)`},
-		{"a replay undone", `UPDATE dead_letters SET replayed_at = NULL WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT 2)`},
-		{"a hard delete", `DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 4)`},
-		{"TRUNCATE", `TRUNCATE dead_letters`},
-	} {
-		if _, err := pool.Exec(ctx, op.sql); err != nil {
-			t.Fatal(err)
-		}
-		check(op.step)
-	}
+	runSteps(t, pool, check,
+		sqlStep{"another event type", `UPDATE dead_letters SET event_type = 'contact.renamed' WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT 5)`},
+		sqlStep{"an update that changes neither", `UPDATE dead_letters SET error = error || '!' WHERE id IN (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 5)`},
+		sqlStep{"a replay by hand", `UPDATE dead_letters SET replayed_at = now(), replay_count = replay_count + 1 WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT 3)`},
+		sqlStep{"a replay undone", `UPDATE dead_letters SET replayed_at = NULL WHERE id IN (SELECT id FROM dead_letters ORDER BY id LIMIT 2)`},
+		sqlStep{"a hard delete", `DELETE FROM dead_letters WHERE id IN (SELECT id FROM dead_letters ORDER BY id DESC LIMIT 4)`},
+		sqlStep{"TRUNCATE", `TRUNCATE dead_letters`},
+	)
 	if err := store.RecordDeadLetter(ctx, letters[0]); err != nil {
 		t.Fatal(err)
 	}
@@ -202,16 +197,10 @@ func TestEventStatsDoNotReadTheDeadLetters(t *testing.T) {
 func TestDeadLetterCountsStartFromTheStoredOnes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := migratedTo(t, 16)
-	if _, err := pool.Exec(ctx, `INSERT INTO dead_letters (event_id, event_type, topic, kafka_partition, kafka_offset, payload, error, attempts, replayed_at)
+	pool := migratedOver(t, 16, `INSERT INTO dead_letters (event_id, event_type, topic, kafka_partition, kafka_offset, payload, error, attempts, replayed_at)
 		SELECT 'evt_' || i, (ARRAY['contact.created', 'contact.updated', 'contact.deleted'])[1 + i % 3], 'contact-events', 0, i, '{}', 'x', 4,
 		       CASE WHEN i % 4 = 0 THEN now() END
-		FROM generate_series(1, 300) AS i`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+		FROM generate_series(1, 300) AS i`)
 	if d := deadLetterCountsDisagree(t, pool); len(d) > 0 {
 		t.Fatalf("after the migration: %v", d)
 	}

@@ -305,8 +305,7 @@ func TestEventStatsDoNotReadTheEventLog(t *testing.T) {
 func TestEventCountsStartFromTheStoredWebhooks(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := migratedTo(t, 9)
-	if _, err := pool.Exec(ctx, `
+	pool := migratedOver(t, 9, `
 		WITH r AS (
 			INSERT INTO webhook_receipts (event_id, event_type, raw_body, received_at)
 			SELECT 'evt_m_' || i, (ARRAY['contact.created', 'contact.updated', 'contact.merged'])[1 + i % 3], '{}', now() - interval '1 day'
@@ -314,12 +313,7 @@ func TestEventCountsStartFromTheStoredWebhooks(t *testing.T) {
 		INSERT INTO webhook_event_state (id, status, processed_at)
 		SELECT id, (ARRAY['received', 'published', 'processed', 'failed', 'dead'])[1 + id % 5],
 		       CASE WHEN id % 5 = 2 THEN now() END
-		FROM r`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+		FROM r`)
 	if d := countsDisagree(t, pool); len(d) > 0 {
 		t.Fatalf("after the migration: %v", d)
 	}

@@ -36,6 +36,36 @@ func migratedTo(t *testing.T, version int64) *pgxpool.Pool {
 	return pool
 }
 
+// migratedOver returns a pool on a new database migrated up to version,
+// where seed (SQL) stores rows, and then up to the latest migration: for
+// tests of a migration on data stored before it.
+func migratedOver(t *testing.T, version int64, seed string) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool := migratedTo(t, version)
+	if _, err := pool.Exec(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return pool
+}
+
+// sqlStep is an operator's statement, and what it stands for.
+type sqlStep struct{ step, sql string }
+
+// runSteps runs each statement in turn, and check after each.
+func runSteps(t *testing.T, pool *pgxpool.Pool, check func(step string), steps ...sqlStep) {
+	t.Helper()
+	for _, s := range steps {
+		if _, err := pool.Exec(context.Background(), s.sql); err != nil {
+			t.Fatal(err)
+		}
+		check(s.step)
+	}
+}
+
 // disagreements runs query, which returns a (group, counted, stored) row
 // for each group where kept counts differ from the rows stored, and lists
 // them as "group: counted n, stored m".

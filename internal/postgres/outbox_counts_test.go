@@ -145,16 +145,11 @@ func TestOutboxBacklogFollowsEveryChange(t *testing.T) {
 	}
 	check("replaying the dead letters")
 
-	for _, op := range []struct{ step, sql string }{
-		{"moving rows to another topic", `UPDATE outbox SET topic = 'elsewhere' WHERE id IN (SELECT id FROM outbox ORDER BY id DESC LIMIT 5)`},
-		{"an update that keeps the topic", `UPDATE outbox SET key = key || '!' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 5)`},
-		{"deleting rows by hand", `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE topic = 'contact-changes' ORDER BY id LIMIT 3)`},
-	} {
-		if _, err := pool.Exec(ctx, op.sql); err != nil {
-			t.Fatal(err)
-		}
-		check(op.step)
-	}
+	runSteps(t, pool, check,
+		sqlStep{"moving rows to another topic", `UPDATE outbox SET topic = 'elsewhere' WHERE id IN (SELECT id FROM outbox ORDER BY id DESC LIMIT 5)`},
+		sqlStep{"an update that keeps the topic", `UPDATE outbox SET key = key || '!' WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT 5)`},
+		sqlStep{"deleting rows by hand", `DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE topic = 'contact-changes' ORDER BY id LIMIT 3)`},
+	)
 
 	for {
 		n, _, err := store.PublishOutbox(ctx, 0, 100, func(context.Context, []postgres.OutboxMessage) (map[int64]error, error) { return nil, nil })
@@ -247,14 +242,8 @@ func TestOutboxBacklogDoesNotReadTheOutbox(t *testing.T) {
 func TestOutboxCountsStartFromTheStoredRows(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	pool := migratedTo(t, 13)
-	if _, err := pool.Exec(ctx, `INSERT INTO outbox (topic, key, payload)
-		SELECT (ARRAY['contact-events', 'contacts', 'contact-events-dlq'])[1 + i % 3], 'crm-' || i, '{}' FROM generate_series(1, 300) AS i`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := postgres.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	pool := migratedOver(t, 13, `INSERT INTO outbox (topic, key, payload)
+		SELECT (ARRAY['contact-events', 'contacts', 'contact-events-dlq'])[1 + i % 3], 'crm-' || i, '{}' FROM generate_series(1, 300) AS i`)
 	if d := outboxCountsDisagree(t, pool); len(d) > 0 {
 		t.Fatalf("after the migration: %v", d)
 	}
