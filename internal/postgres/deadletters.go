@@ -3,6 +3,9 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -78,15 +81,43 @@ func scanDeadLetter(r pgx.CollectableRow) (DeadLetter, error) {
 	return d, err
 }
 
-const deadLetterWhere = `WHERE ($1 = 0 OR id = $1) AND ($2 = '' OR event_type = $2) AND (NOT $3 OR replay_count = 0)`
+// where is the WHERE clause of the filters f sets, and its arguments;
+// only the filters given are in it, so that PostgreSQL can use their
+// indexes (migration 00018). before adds "id < f.Before".
+func (f DeadLetterFilter) where(before bool) (string, []any) {
+	var conds []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		conds = append(conds, fmt.Sprintf(cond, len(args)))
+	}
+	if f.ID != 0 {
+		add("id = $%d", f.ID)
+	}
+	if f.EventType != "" {
+		add("event_type = $%d", f.EventType)
+	}
+	if f.NotReplayed {
+		conds = append(conds, "replay_count = 0")
+	}
+	if before && f.Before != 0 {
+		add("id < $%d", f.Before)
+	}
+	if len(conds) == 0 {
+		return "", nil
+	}
+	return " WHERE " + strings.Join(conds, " AND "), args
+}
 
 // DeadLetters lists dead letters, newest first.
 func (s *Store) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLetter, error) {
 	if f.Limit <= 0 {
 		f.Limit = 100
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM dead_letters `+deadLetterWhere+` AND ($5 = 0 OR id < $5)
-		ORDER BY id DESC LIMIT $4`, f.ID, f.EventType, f.NotReplayed, f.Limit, f.Before)
+	where, args := f.where(true)
+	args = append(args, f.Limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+deadLetterCols+` FROM dead_letters`+where+
+		` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
 	if err != nil {
 		return nil, translate("list dead letters", err)
 	}
@@ -100,8 +131,9 @@ func (s *Store) DeadLetters(ctx context.Context, f DeadLetterFilter) ([]DeadLett
 // received. It returns how many it queued.
 func (s *Store) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int, error) {
 	var n int
+	where, args := f.where(false)
 	err := s.pool.QueryRow(ctx, `WITH picked AS (
-			UPDATE dead_letters SET replay_count = replay_count + 1, replayed_at = now() `+deadLetterWhere+`
+			UPDATE dead_letters SET replay_count = replay_count + 1, replayed_at = now()`+where+`
 			RETURNING event_id, topic, key, payload, headers
 		), queued AS (
 			INSERT INTO outbox (topic, key, payload, headers)
@@ -110,6 +142,6 @@ func (s *Store) ReplayDeadLetters(ctx context.Context, f DeadLetterFilter) (int,
 			UPDATE webhook_event_state SET status = 'received', last_error = NULL
 			WHERE id IN (SELECT r.id FROM webhook_receipts r JOIN picked USING (event_id))
 		)
-		SELECT count(*), pg_notify('`+OutboxChannel+`', '') FROM picked`, f.ID, f.EventType, f.NotReplayed).Scan(&n, new(any))
+		SELECT count(*), pg_notify('`+OutboxChannel+`', '') FROM picked`, args...).Scan(&n, new(any))
 	return n, translate("replay dead letters", err)
 }
