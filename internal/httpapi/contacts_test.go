@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/acmecrm/acmecrm/internal/auth"
 	"github.com/acmecrm/acmecrm/internal/infratest"
 	"github.com/acmecrm/acmecrm/internal/postgres"
@@ -349,39 +351,59 @@ func TestSearchesRunOnOneCore(t *testing.T) {
 		ANALYZE contacts`); err != nil {
 		t.Fatal(err)
 	}
-	admin.Reset() // new sessions take the database's settings
-	scans := func() int64 {
+	admin.Reset()      // new sessions take the database's settings
+	const rows = 20000 // as inserted
+	// scans reads the contacts' sequential scans and the rows they read,
+	// after the sessions' pending statistics are flushed: the admin's and
+	// the API's (one connection each, so the flush reaches the session that
+	// ran the query). Parallel workers flush their own when they exit.
+	scans := func(sessions ...*pgxpool.Pool) (n, read int64) {
 		t.Helper()
-		var n int64
-		if err := admin.QueryRow(ctx, `SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'contacts'`).Scan(&n); err != nil {
+		for _, p := range append(sessions, admin) {
+			if _, err := p.Exec(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := admin.QueryRow(ctx, `SELECT seq_scan, seq_tup_read FROM pg_stat_user_tables WHERE relname = 'contacts'`).Scan(&n, &read); err != nil {
 			t.Fatal(err)
 		}
-		return n
+		return n, read
 	}
-	// The same count, outside the API, gets its workers (tried again:
-	// the server's workers are shared with the other tests).
+	// The same count, outside the API, gets its workers: more than one
+	// scan shares the table's rows (tried again: the server's workers are
+	// shared with the other tests).
 	var parallel bool
 	for i := 0; i < 20 && !parallel; i++ {
-		from := scans()
+		n0, _ := scans()
 		if _, err := admin.Exec(ctx, `SELECT count(*) FROM contacts WHERE search_text LIKE '%xq%'`); err != nil {
 			t.Fatal(err)
 		}
-		parallel = scans()-from >= 2
+		n1, _ := scans()
+		parallel = n1-n0 >= 2
 	}
 	if !parallel {
 		t.Fatal("no parallel scan of the contacts outside the API either: this test cannot tell")
 	}
 
-	b := setup(t, setupOpts{databaseURL: dbURL})
+	// Through the API, every scan of the contacts reads the whole table by
+	// itself: a scan shared with workers reads less than that per scan.
+	b := setup(t, setupOpts{databaseURL: dbURL, poolSize: 1})
+	var alone int64
 	for _, q := range []string{"search=xq", "search=qx&sort=email", "search=zz&includeDeleted=true", "search=jq", "search=qj"} {
-		from := scans()
+		n0, read0 := scans(b.pool)
 		r := b.call("GET", "/api/contacts?"+q, b.user, nil)
 		if r.status != 200 || len(r.json["data"].([]any)) != 0 {
 			t.Fatalf("%s: %d %s", q, r.status, r.body)
 		}
-		if n := scans() - from; n >= 2 {
-			t.Errorf("%s: %d scans of the contacts by parallel workers", q, n)
+		n1, read1 := scans(b.pool)
+		if n, read := n1-n0, read1-read0; read != n*rows {
+			t.Errorf("%s: %d scans of the contacts read %d rows: shared with parallel workers", q, n, read)
+		} else {
+			alone += n
 		}
+	}
+	if alone == 0 && !t.Failed() {
+		t.Error("the searches scanned no contacts: this test cannot tell")
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/crypto/bcrypt"
 
@@ -33,6 +34,7 @@ type bundle struct {
 	t      *testing.T
 	srv    *httptest.Server
 	store  *postgres.Store
+	pool   *pgxpool.Pool // the API's database connections
 	rdb    *redis.Client
 	auth   *auth.Service
 	prefix string
@@ -57,6 +59,7 @@ type setupOpts struct {
 	typeWindow  int64                // AuditTypeWindow
 	passwords   *auth.PasswordChecks // default: NewServer's
 	searches    *turns.Turns         // default: NewServer's
+	poolSize    int                  // the API's database connections; default 20
 }
 
 var generousLimits = Limits{
@@ -95,7 +98,10 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	if dbURL == "" {
 		dbURL = infratest.DatabaseURL(t)
 	}
-	pool, err := postgres.Open(context.Background(), dbURL, 20)
+	if o.poolSize == 0 {
+		o.poolSize = 20
+	}
+	pool, err := postgres.Open(context.Background(), dbURL, o.poolSize)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +164,7 @@ func setup(t *testing.T, so ...setupOpts) *bundle {
 	})
 	srv.Start()
 	t.Cleanup(func() { srv.Close(); cancel(); <-stopped })
-	b := &bundle{t: t, srv: srv, store: store, rdb: rdb, auth: a, prefix: prefix, sim: sim}
+	b := &bundle{t: t, srv: srv, store: store, pool: pool, rdb: rdb, auth: a, prefix: prefix, sim: sim}
 	b.addUser("admin@acmecrm.com", adminPassword, auth.RoleAdmin)
 	b.addUser("user@acmecrm.com", userPassword, auth.RoleUser)
 	b.admin = b.login("admin@acmecrm.com", adminPassword)

@@ -3,6 +3,7 @@ package turns
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 )
@@ -85,7 +86,9 @@ func TestTurnsGoRoundTheCallers(t *testing.T) {
 		t.Fatal(err)
 	}
 	order := make(chan string, 4)
+	var asking sync.WaitGroup // the requests below, until they give back their turns
 	ask := func(key, name string) {
+		defer asking.Done()
 		release, err := turns.TakeFor(ctx, key)
 		if err != nil {
 			order <- name + ": " + err.Error()
@@ -104,6 +107,7 @@ func TestTurnsGoRoundTheCallers(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
+	asking.Add(1)
 	go ask("a", "a2")
 	waitFor(1)
 	if turns.Running() != 1 {
@@ -114,8 +118,10 @@ func TestTurnsGoRoundTheCallers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	asking.Add(1)
 	go ask("a", "a3")
 	waitFor(2)
+	asking.Add(1)
 	go ask("b", "b2")
 	waitFor(3)
 	// Every turn is taken (a1, b1). Give back b1: b2 gets it, while a2 and
@@ -130,6 +136,7 @@ func TestTurnsGoRoundTheCallers(t *testing.T) {
 			t.Fatalf("served %s, want %s", got, want)
 		}
 	}
+	asking.Wait()
 	if turns.Running() != 0 || turns.Waiting() != 0 || turns.Callers() != 0 {
 		t.Errorf("after every request ended: %d running, %d waiting, %d callers", turns.Running(), turns.Waiting(), turns.Callers())
 	}
