@@ -256,7 +256,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 		span.SetAttributes(attribute.String("acmecrm.event.id", ev.EventID))
 		defer span.End()
 	}
-	attempts := 0
+	attempts := 0 // tries that failed for the event, not for the database
 	delay := c.opts.Backoff
 	for {
 		if err == nil {
@@ -278,6 +278,11 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 			return false
 		}
 		unavailable := acmecrm.ErrorKind(err) == acmecrm.KindUnavailable
+		if unavailable {
+			// The database could not take the try: it is not the event's
+			// failure, and an outage must not use up its retries.
+			attempts--
+		}
 		if !unavailable && (errors.Is(err, errPermanent) || attempts > c.opts.MaxRetries) {
 			return c.deadLetter(ctx, rec, ev, err, attempts)
 		}

@@ -273,6 +273,52 @@ func TestReadOnlyDatabaseDeadLettersNothing(t *testing.T) {
 	}
 }
 
+// An event's retries count its own failures, not the database's. The
+// event fails once (as part of its batch, then on its own), then the
+// database is unavailable for ten tries — raised with SQLSTATE 25006, what
+// a standby that used to be the primary answers — then the event fails once
+// more and then applies. That is two failures of the event, within its
+// 1 + 2 attempts: it is applied, not dead-lettered. (The consumer used to
+// count every try, so the failure after the outage was its twelfth and
+// dead-lettered it at once.)
+func TestAnOutageDoesNotUseUpAnEventsRetries(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	// A sequence is not rolled back with the failed transaction, so it
+	// numbers every try of the contact's insert.
+	if _, err := p.store.Pool().Exec(ctx, `
+		CREATE SEQUENCE test_tries;
+		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+		DECLARE n bigint := nextval('test_tries');
+		BEGIN
+			IF n IN (1, 2, 13) THEN
+				RAISE EXCEPTION 'the event fails (try %)', n;
+			ELSIF n BETWEEN 3 AND 12 THEN
+				RAISE EXCEPTION 'the database is read-only (try %)', n USING ERRCODE = '25006';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER test_fail BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION test_fail()`); err != nil {
+		t.Fatal(err)
+	}
+	p.relay()
+	p.consumer("g")
+	p.record(event("e_out", acmecrm.EventContactCreated, "c_out", time.Now().UTC(), "Kept"))
+	p.eventually("the event settled", func() bool {
+		return p.count(`SELECT count(*) FROM webhook_events WHERE event_id = 'e_out' AND status IN ('processed', 'dead')`) == 1
+	})
+	if c, ok := p.contact("c_out"); !ok || c.FirstName != "Kept" {
+		t.Errorf("the event was not applied: %+v", c)
+	}
+	if n := p.count(`SELECT count(*) FROM dead_letters`); n != 0 {
+		t.Errorf("%d dead letters", n)
+	}
+	if n := p.count(`SELECT last_value FROM test_tries`); n != 14 {
+		t.Errorf("%d tries of the insert, want 14 (this test did not go as planned)", n)
+	}
+}
+
 // A record Kafka refuses for good — here larger than the producer's batch
 // limit, as a broker's max.message.bytes refuses one — used to fail its
 // whole batch on every attempt: the relay retried it forever and no row
