@@ -321,15 +321,20 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.E
 	if eventID == "" {
 		eventID = headers["event-id"]
 	}
+	reason := cause.Error()
+	sent := false // on the DLQ topic (or refused by it for good): not sent again
 	for {
-		reason := cause.Error()
-		err := c.client.ProduceSync(ctx, dlq).FirstErr()
-		if kafka.RefusedForGood(err) {
-			// The DLQ topic will never take it (the record and its error
-			// headers are too large, say): the table keeps it, replayable,
-			// and the partition moves on rather than wait for ever.
-			reason += "; not on the dead-letter topic, which refused it: " + err.Error()
-			err = nil
+		var err error
+		if !sent {
+			err = c.client.ProduceSync(ctx, dlq).FirstErr()
+			if kafka.RefusedForGood(err) {
+				// The DLQ topic will never take it (the record and its error
+				// headers are too large, say): the table keeps it, replayable,
+				// and the partition moves on rather than wait for ever.
+				reason += "; not on the dead-letter topic, which refused it: " + err.Error()
+				err = nil
+			}
+			sent = err == nil
 		}
 		if err == nil {
 			err = c.store.RecordDeadLetter(ctx, postgres.DeadLetter{

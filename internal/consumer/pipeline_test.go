@@ -319,6 +319,47 @@ func TestAnOutageDoesNotUseUpAnEventsRetries(t *testing.T) {
 	}
 }
 
+// A dead letter goes to the DLQ topic once, even when recording it in the
+// table has to wait for the database: the first five tries of the
+// dead_letters insert fail with SQLSTATE 25006 (read-only). The consumer
+// used to send the record to the topic again before each try: five copies
+// of one dead letter.
+func TestDeadLetterIsSentOnceWhileItsRowWaits(t *testing.T) {
+	t.Parallel()
+	p := newPipeline(t)
+	ctx := context.Background()
+	if _, err := p.store.Pool().Exec(ctx, `
+		CREATE SEQUENCE test_tries;
+		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+		DECLARE n bigint := nextval('test_tries');
+		BEGIN
+			IF n <= 5 THEN
+				RAISE EXCEPTION 'the database is read-only (try %)', n USING ERRCODE = '25006';
+			END IF;
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER test_fail BEFORE INSERT ON dead_letters FOR EACH ROW EXECUTE FUNCTION test_fail()`); err != nil {
+		t.Fatal(err)
+	}
+	p.relay()
+	p.consumer("g")
+	p.record(event("e_bad", acmecrm.EventContactCreated, "c_bad", time.Now().UTC(), "")) // no name: invalid
+	p.eventually("the dead letter recorded", func() bool { return p.count(`SELECT count(*) FROM dead_letters`) == 1 })
+	if n := p.count(`SELECT last_value FROM test_tries`); n != 6 {
+		t.Errorf("%d tries of the dead letter's insert, want 6 (this test did not go as planned)", n)
+	}
+	// Sent synchronously before its row is written: the topic's end is final.
+	ends, err := kadm.NewClient(p.client()).ListEndOffsets(ctx, dlqTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent int64
+	ends.Each(func(o kadm.ListedOffset) { sent += o.Offset })
+	if sent != 1 {
+		t.Errorf("%d records on the DLQ topic for one dead letter", sent)
+	}
+}
+
 // A record Kafka refuses for good — here larger than the producer's batch
 // limit, as a broker's max.message.bytes refuses one — used to fail its
 // whole batch on every attempt: the relay retried it forever and no row
