@@ -126,6 +126,23 @@ func (p *pipeline) count(sql string, args ...any) int {
 	return n
 }
 
+// failTries makes the inserts into table fail as rules say: PL/pgSQL run
+// before each row's insert with n, the try's number, counted by the
+// sequence test_tries, which no rollback undoes.
+func (p *pipeline) failTries(table, rules string) {
+	p.t.Helper()
+	if _, err := p.store.Pool().Exec(context.Background(), `
+		CREATE SEQUENCE test_tries;
+		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
+		DECLARE n bigint := nextval('test_tries');
+		BEGIN `+rules+`
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER test_fail BEFORE INSERT ON `+table+` FOR EACH ROW EXECUTE FUNCTION test_fail()`); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
 func (p *pipeline) contact(id string) (acmecrm.Contact, bool) {
 	c, err := p.store.ContactBySource(context.Background(), "acmecrm", id)
 	return c, err == nil
@@ -284,24 +301,12 @@ func TestReadOnlyDatabaseDeadLettersNothing(t *testing.T) {
 func TestAnOutageDoesNotUseUpAnEventsRetries(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t)
-	ctx := context.Background()
-	// A sequence is not rolled back with the failed transaction, so it
-	// numbers every try of the contact's insert.
-	if _, err := p.store.Pool().Exec(ctx, `
-		CREATE SEQUENCE test_tries;
-		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
-		DECLARE n bigint := nextval('test_tries');
-		BEGIN
-			IF n IN (1, 2, 13) THEN
-				RAISE EXCEPTION 'the event fails (try %)', n;
-			ELSIF n BETWEEN 3 AND 12 THEN
-				RAISE EXCEPTION 'the database is read-only (try %)', n USING ERRCODE = '25006';
-			END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER test_fail BEFORE INSERT ON contacts FOR EACH ROW EXECUTE FUNCTION test_fail()`); err != nil {
-		t.Fatal(err)
-	}
+	p.failTries("contacts", `
+		IF n IN (1, 2, 13) THEN
+			RAISE EXCEPTION 'the event fails (try %)', n;
+		ELSIF n BETWEEN 3 AND 12 THEN
+			RAISE EXCEPTION 'the database is read-only (try %)', n USING ERRCODE = '25006';
+		END IF;`)
 	p.relay()
 	p.consumer("g")
 	p.record(event("e_out", acmecrm.EventContactCreated, "c_out", time.Now().UTC(), "Kept"))
@@ -327,20 +332,10 @@ func TestAnOutageDoesNotUseUpAnEventsRetries(t *testing.T) {
 func TestDeadLetterIsSentOnceWhileItsRowWaits(t *testing.T) {
 	t.Parallel()
 	p := newPipeline(t)
-	ctx := context.Background()
-	if _, err := p.store.Pool().Exec(ctx, `
-		CREATE SEQUENCE test_tries;
-		CREATE FUNCTION test_fail() RETURNS trigger LANGUAGE plpgsql AS $$
-		DECLARE n bigint := nextval('test_tries');
-		BEGIN
-			IF n <= 5 THEN
-				RAISE EXCEPTION 'the database is read-only (try %)', n USING ERRCODE = '25006';
-			END IF;
-			RETURN NEW;
-		END $$;
-		CREATE TRIGGER test_fail BEFORE INSERT ON dead_letters FOR EACH ROW EXECUTE FUNCTION test_fail()`); err != nil {
-		t.Fatal(err)
-	}
+	p.failTries("dead_letters", `
+		IF n <= 5 THEN
+			RAISE EXCEPTION 'the database is read-only (try %)', n USING ERRCODE = '25006';
+		END IF;`)
 	p.relay()
 	p.consumer("g")
 	p.record(event("e_bad", acmecrm.EventContactCreated, "c_bad", time.Now().UTC(), "")) // no name: invalid
@@ -349,7 +344,7 @@ func TestDeadLetterIsSentOnceWhileItsRowWaits(t *testing.T) {
 		t.Errorf("%d tries of the dead letter's insert, want 6 (this test did not go as planned)", n)
 	}
 	// Sent synchronously before its row is written: the topic's end is final.
-	ends, err := kadm.NewClient(p.client()).ListEndOffsets(ctx, dlqTopic)
+	ends, err := kadm.NewClient(p.client()).ListEndOffsets(context.Background(), dlqTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
