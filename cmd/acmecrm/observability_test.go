@@ -114,6 +114,15 @@ next:
 	return -1
 }
 
+// total is the sum of a counter's series.
+func total(fams map[string]*dto.MetricFamily, name string) float64 {
+	var n float64
+	for _, m := range fams[name].GetMetric() {
+		n += m.GetCounter().GetValue()
+	}
+	return n
+}
+
 // secret is the test services' ACME_WEBHOOK_SECRET.
 const secret = "test-webhook-secret"
 
