@@ -256,6 +256,21 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 		span.SetAttributes(attribute.String("acmecrm.event.id", ev.EventID))
 		defer span.End()
 	}
+	lookup := time.Now()
+	dead, ok := c.deadLetteredBefore(ctx, rec, recordEventID(rec, ev))
+	if !ok {
+		return false
+	}
+	if dead {
+		// Delivered again (the offset was not committed, or the group was
+		// rewound): it was settled as a dead letter, which a replay sends
+		// through again; trying it anew would dead-letter it twice.
+		c.opts.Metrics.EventApplied(ev.EventType, postgres.AppliedDuplicate, time.Since(lookup), time.Time{}, time.Time{}, time.Time{})
+		trace.SpanFromContext(ctx).SetAttributes(attribute.String("acmecrm.event.outcome", "dead_lettered_before"))
+		c.logger.InfoContext(ctx, "consumer: record dead-lettered before; skipped", "event_id", recordEventID(rec, ev),
+			"partition", rec.Partition, "offset", rec.Offset)
+		return true
+	}
 	attempts := 0 // tries that failed for the event, not for the database
 	delay := c.opts.Backoff
 	for {
@@ -317,10 +332,7 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.E
 		kgo.RecordHeader{Key: "original-partition", Value: []byte(strconv.Itoa(int(rec.Partition)))},
 		kgo.RecordHeader{Key: "original-offset", Value: []byte(strconv.FormatInt(rec.Offset, 10))},
 	)}
-	eventID := ev.EventID
-	if eventID == "" {
-		eventID = headers["event-id"]
-	}
+	eventID := recordEventID(rec, ev)
 	reason := cause.Error()
 	sent := false // on the DLQ topic (or refused by it for good): not sent again
 	for {
@@ -356,6 +368,41 @@ func (c *Consumer) deadLetter(ctx context.Context, rec *kgo.Record, ev acmecrm.E
 		if !pause(ctx, c.opts.Backoff) {
 			return false
 		}
+	}
+}
+
+// recordEventID is the id of rec's event: from its value or, for a value
+// that is not an event, from its event-id header ("" when it has none).
+func recordEventID(rec *kgo.Record, ev acmecrm.Event) string {
+	if ev.EventID != "" {
+		return ev.EventID
+	}
+	for _, h := range rec.Headers {
+		if h.Key == "event-id" {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+// deadLetteredBefore reports whether rec is already among the dead
+// letters, waiting out a database that cannot answer; ok is false only
+// when ctx ended first.
+func (c *Consumer) deadLetteredBefore(ctx context.Context, rec *kgo.Record, eventID string) (dead, ok bool) {
+	delay := c.opts.Backoff
+	for {
+		dead, err := c.store.DeadLettered(ctx, rec.Topic, rec.Partition, rec.Offset, eventID)
+		if err == nil {
+			return dead, true
+		}
+		if ctx.Err() != nil {
+			return false, false
+		}
+		c.logger.WarnContext(ctx, "consumer: cannot look up dead letters; retrying", "event_id", eventID, "err", err)
+		if !pause(ctx, jitter(delay)) {
+			return false, false
+		}
+		delay = min(2*delay, c.opts.MaxBackoff)
 	}
 }
 

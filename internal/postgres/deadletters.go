@@ -56,6 +56,18 @@ func (s *Store) RecordDeadLetter(ctx context.Context, d DeadLetter) error {
 	}))
 }
 
+// DeadLettered reports whether the Kafka record at topic, partition and
+// offset, carrying eventID, was dead-lettered already (the index of
+// migration 00019 finds it). The event id guards against a topic that was
+// recreated and numbers its records from zero again.
+func (s *Store) DeadLettered(ctx context.Context, topic string, partition int32, offset int64, eventID string) (bool, error) {
+	var found bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM dead_letters
+		WHERE kafka_offset = $3 AND kafka_partition = $2 AND topic = $1 AND event_id = $4)`,
+		topic, partition, offset, eventID).Scan(&found)
+	return found, translate("dead letter lookup", err)
+}
+
 // DeadLetterFilter selects dead letters: by id, by event type, only those
 // never replayed, or all. Limit and Before page a list (newest first; only
 // ids below Before); replays take every dead letter selected.
