@@ -256,8 +256,8 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 		span.SetAttributes(attribute.String("acmecrm.event.id", ev.EventID))
 		defer span.End()
 	}
-	lookup := time.Now()
-	dead, ok := c.deadLetteredBefore(ctx, rec, recordEventID(rec, ev))
+	lookup, eventID := time.Now(), recordEventID(rec, ev)
+	dead, ok := c.deadLetteredBefore(ctx, rec, eventID)
 	if !ok {
 		return false
 	}
@@ -267,7 +267,7 @@ func (c *Consumer) handle(ctx context.Context, rec *kgo.Record) bool {
 		// through again; trying it anew would dead-letter it twice.
 		c.opts.Metrics.EventApplied(ev.EventType, postgres.AppliedDuplicate, time.Since(lookup), time.Time{}, time.Time{}, time.Time{})
 		trace.SpanFromContext(ctx).SetAttributes(attribute.String("acmecrm.event.outcome", "dead_lettered_before"))
-		c.logger.InfoContext(ctx, "consumer: record dead-lettered before; skipped", "event_id", recordEventID(rec, ev),
+		c.logger.InfoContext(ctx, "consumer: record dead-lettered before; skipped", "event_id", eventID,
 			"partition", rec.Partition, "offset", rec.Offset)
 		return true
 	}
